@@ -1,0 +1,72 @@
+"""Feature parameters as a frozen dataclass with a JSON round-trip.
+
+Every cached feature and every checkpoint records the :class:`FeatureConfig` it was made with,
+so features computed with other parameters are never mixed up with them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+
+from musiclust.errors import ParameterError
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """How audio becomes model input.
+
+    The defaults give 128 mel bands at 22,050 Hz with a 2048-point FFT and hop 512 (~23 ms frames),
+    the usual MIR setting; a 30 s clip is ~1292 frames, cut into 128-frame (~3 s) segments for the models.
+    """
+
+    sample_rate: int = 22050
+    n_mels: int = 128
+    n_fft: int = 2048
+    hop_length: int = 512
+    fmin: float = 0.0
+    fmax: float = 11025.0
+    clip_seconds: float = 30.0  # audio featurized per track (longer files are cut)
+    min_seconds: float = 1.0  # shorter audio is refused
+    max_file_seconds: float = 1200.0  # files longer than this are refused before decoding
+    n_mfcc: int = 20
+    segment_frames: int = 128  # model input width, ~3 s
+
+    def __post_init__(self) -> None:
+        positive = ("sample_rate", "n_mels", "n_fft", "hop_length", "clip_seconds", "n_mfcc", "segment_frames")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ParameterError(f"FeatureConfig.{name} must be positive, got {getattr(self, name)!r}")
+        if self.hop_length > self.n_fft:
+            raise ParameterError(f"hop_length ({self.hop_length}) must not exceed n_fft ({self.n_fft})")
+        if not 0 <= self.fmin < self.fmax <= self.sample_rate / 2:
+            raise ParameterError(
+                f"need 0 <= fmin < fmax <= sample_rate/2, got fmin={self.fmin}, fmax={self.fmax}, "
+                f"sample_rate={self.sample_rate}"
+            )
+        if self.min_seconds * self.sample_rate < self.n_fft:
+            raise ParameterError("min_seconds must cover at least one FFT window")
+        if self.n_mfcc > self.n_mels:
+            raise ParameterError(f"n_mfcc ({self.n_mfcc}) cannot exceed n_mels ({self.n_mels})")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FeatureConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ParameterError(f"unknown FeatureConfig fields: {sorted(unknown)}")
+        return cls(**data)
+
+    def fingerprint(self) -> str:
+        """A short stable hash of the parameters: part of every feature-cache key."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def clip_frames(self) -> int:
+        """Frames of log-mel for a full clip (librosa's centred framing)."""
+        return 1 + int(self.clip_seconds * self.sample_rate) // self.hop_length

@@ -1,0 +1,222 @@
+"""Audio features: log-mel spectrograms, MFCC statistics and fixed-size model segments.
+
+Feature functions are pure (array in, array out) and named after the concept, as in librosa.
+:class:`FeatureStore` caches them on disk keyed by the file's content and the feature parameters,
+so a second run recomputes nothing and a changed file is recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import tempfile
+import zipfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Optional, Sequence
+
+import librosa
+import numpy as np
+
+from musiclust.audio import AudioSource, load_audio
+from musiclust.config import FeatureConfig
+from musiclust.errors import MusiclustError, ParameterError
+
+ProgressFn = Callable[[int, int], None]
+
+
+def log_mel(y: np.ndarray, config: FeatureConfig = FeatureConfig()) -> np.ndarray:
+    """Log-power mel spectrogram in dB, ``(n_mels, T)`` float32.
+
+    An absolute reference (``ref=1.0``) keeps loudness comparable across tracks; ``amin`` floors
+    digital silence at -100 dB instead of -inf.
+    """
+    if y.ndim != 1:
+        raise ParameterError(f"log_mel expects mono audio (n,), got shape {y.shape}")
+    power = librosa.feature.melspectrogram(
+        y=y,
+        sr=config.sample_rate,
+        n_fft=config.n_fft,
+        hop_length=config.hop_length,
+        n_mels=config.n_mels,
+        fmin=config.fmin,
+        fmax=config.fmax,
+        power=2.0,
+    )  # (n_mels, T)
+    return librosa.power_to_db(power, ref=1.0, amin=1e-10, top_db=None).astype(np.float32)
+
+
+def mfcc_statistics(mel_db: np.ndarray, n_mfcc: int = 20) -> np.ndarray:
+    """Mean and standard deviation of MFCCs and their deltas: ``(4 * n_mfcc,)``.
+
+    The classic timbre summary, used as a baseline the VAEs must beat.
+    """
+    if mel_db.ndim != 2:
+        raise ParameterError(f"mfcc_statistics expects (n_mels, T), got shape {mel_db.shape}")
+    mfcc = librosa.feature.mfcc(S=mel_db, n_mfcc=n_mfcc)  # (n_mfcc, T)
+    width = min(9, mfcc.shape[1] - (1 - mfcc.shape[1] % 2))  # delta needs an odd width <= T
+    delta = librosa.feature.delta(mfcc, width=max(3, width)) if mfcc.shape[1] >= 3 else np.zeros_like(mfcc)
+    stats = [mfcc.mean(axis=1), mfcc.std(axis=1), delta.mean(axis=1), delta.std(axis=1)]
+    return np.concatenate(stats).astype(np.float32)
+
+
+def segments(mel_db: np.ndarray, frames: int) -> np.ndarray:
+    """Cut ``(n_mels, T)`` into non-overlapping ``(n_segments, n_mels, frames)`` windows.
+
+    A track shorter than one window is tiled (repeated) to fill it, so every track gives at least one
+    segment without inventing silence; a trailing partial window is dropped.
+    """
+    if mel_db.ndim != 2 or mel_db.shape[1] == 0:
+        raise ParameterError(f"segments expects a non-empty (n_mels, T), got shape {mel_db.shape}")
+    if frames <= 0:
+        raise ParameterError(f"frames must be positive, got {frames}")
+    n_mels, total = mel_db.shape
+    if total < frames:
+        reps = -(-frames // total)
+        mel_db = np.tile(mel_db, (1, reps))[:, :frames]
+        total = frames
+    count = total // frames
+    return np.ascontiguousarray(mel_db[:, : count * frames].reshape(n_mels, count, frames).transpose(1, 0, 2))
+
+
+@dataclass(frozen=True)
+class TrackFeatures:
+    """Everything the models and baselines need from one audio file."""
+
+    mel_db: np.ndarray  # (n_mels, T) float32, dB
+    mfcc_stats: np.ndarray  # (4 * n_mfcc,) float32
+    duration: float  # seconds of audio featurized
+
+
+def compute_features(source: AudioSource, config: FeatureConfig = FeatureConfig()) -> TrackFeatures:
+    """Decode, validate and featurize one file or upload (raises :class:`AudioError` on bad audio)."""
+    y = load_audio(source, config)
+    mel = log_mel(y, config)
+    return TrackFeatures(mel, mfcc_statistics(mel, config.n_mfcc), len(y) / config.sample_rate)
+
+
+def content_hash(path: Path) -> str:
+    """SHA-256 of a file's bytes: the cache key, so a renamed file hits and an edited one misses."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class FeatureReport:
+    """What a batch featurization did: per-path features, and the files it had to skip (with why)."""
+
+    features: dict = field(default_factory=dict)  # path (str) -> TrackFeatures
+    failed: dict = field(default_factory=dict)  # path (str) -> reason
+    computed: int = 0
+    cached: int = 0
+
+
+class FeatureStore:
+    """On-disk cache of :class:`TrackFeatures`, one ``.npz`` per (file content, feature parameters).
+
+    Entries are written atomically (temp file + rename), so a reader never sees half an entry, and
+    loaded without pickle; an entry that fails to load (cut short, corrupt) is recomputed, not trusted.
+    """
+
+    def __init__(self, root: Path, config: FeatureConfig = FeatureConfig()):
+        self.root = Path(root)
+        self.config = config
+
+    def _entry(self, digest: str) -> Path:
+        return self.root / self.config.fingerprint() / digest[:2] / f"{digest}.npz"
+
+    def _read(self, entry: Path) -> Optional[TrackFeatures]:
+        try:
+            with np.load(entry, allow_pickle=False) as data:
+                mel = data["mel_db"]
+                stats = data["mfcc_stats"]
+                duration = float(data["duration"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return None  # truncated or corrupt: recompute
+        if mel.ndim != 2 or mel.shape[0] != self.config.n_mels or stats.shape != (4 * self.config.n_mfcc,):
+            return None
+        return TrackFeatures(mel, stats, duration)
+
+    def _write(self, entry: Path, features: TrackFeatures) -> None:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=entry.parent, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                np.savez(handle, mel_db=features.mel_db, mfcc_stats=features.mfcc_stats, duration=features.duration)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, entry)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def get(self, path: Path) -> tuple[TrackFeatures, bool]:
+        """Features of ``path`` and whether they came from the cache."""
+        entry = self._entry(content_hash(Path(path)))
+        cached = self._read(entry)
+        if cached is not None:
+            return cached, True
+        features = compute_features(Path(path), self.config)
+        self._write(entry, features)
+        return features, False
+
+    def get_many(
+        self, paths: Sequence[Path], jobs: int = 1, progress: Optional[ProgressFn] = None
+    ) -> FeatureReport:
+        """Featurize many files in ``jobs`` processes; a file that fails is reported, never fatal."""
+        report = FeatureReport()
+        paths = [Path(p) for p in paths]
+        bar = _terminal_bar(len(paths), "features") if progress is None else None
+
+        def record(path: Path, outcome) -> None:
+            if isinstance(outcome, str):
+                report.failed[str(path)] = outcome
+            else:
+                features, was_cached = outcome
+                report.features[str(path)] = features
+                report.cached += was_cached
+                report.computed += not was_cached
+            done = len(report.features) + len(report.failed)
+            if progress is not None:
+                progress(done, len(paths))
+            elif bar is not None:
+                bar.update(1)
+
+        if jobs <= 1 or len(paths) < 2:
+            for path in paths:
+                record(path, _get_or_reason(self, path))
+        else:
+            with ProcessPoolExecutor(max_workers=jobs) as pool:
+                futures = {pool.submit(_get_or_reason, self, path): path for path in paths}
+                for future in as_completed(futures):
+                    record(futures[future], future.result())
+        if bar is not None:
+            bar.close()
+        report.features = {str(p): report.features[str(p)] for p in paths if str(p) in report.features}
+        return report
+
+
+def _get_or_reason(store: FeatureStore, path: Path):
+    """Worker body: features, or the reason they could not be made (picklable either way)."""
+    try:
+        return store.get(path)
+    except MusiclustError as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"{path.name} could not be read: {exc.strerror or exc}"
+
+
+def _terminal_bar(total: int, desc: str):
+    """A tqdm bar when a person is watching a terminal; nothing otherwise."""
+    if total < 2 or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="clip")
