@@ -191,4 +191,26 @@ def available(root: Path) -> list[str]:
     root = Path(root)
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if not p.name.startswith(".") and (p.is_symlink() or p.is_dir()) and set(p.name) <= NAME_CHARS)
+    return sorted(p.name for p in root.iterdir() if not p.name.startswith(".") and p.is_symlink() and set(p.name) <= NAME_CHARS)
+
+
+def save_report(root: Path, name: str, report: dict) -> Path:
+    """Write a JSON report (e.g. the evaluation table) beside the checkpoints, atomically."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / f"{check_name(name)}.json"
+    tmp = root / f".{name}.json.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        _write_file(tmp, lambda p: p.write_text(json.dumps(report, indent=1, default=_json_default)))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_report(root: Path, name: str) -> Optional[dict]:
+    """A report written by :func:`save_report`, or ``None`` when there is none or it is unreadable."""
+    try:
+        return json.loads((Path(root) / f"{check_name(name)}.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None

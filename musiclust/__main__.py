@@ -1,0 +1,282 @@
+"""Command line: ``python -m musiclust {data,train,evaluate,predict}``.
+
+Bad input to any command exits with status 2 and one line ``error: …`` on stderr, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from musiclust.errors import MusiclustError, ParameterError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, status 2, no usage dump
+        raise ParameterError(message)
+
+
+def _jobs(value: Optional[int]) -> int:
+    return value or max(1, min(2, os.cpu_count() or 1))
+
+
+def cmd_data(args) -> int:
+    """Render the default data set (only clips that are missing)."""
+    from musiclust.data import corpus
+
+    for variant in args.variant:
+        started = time.perf_counter()
+        report = corpus.build_default_set(Path(args.root), variant=variant, jobs=_jobs(args.jobs))
+        print(f"{variant}: {report.summary()} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return 0
+
+
+def _table(spec: str, jobs: int):
+    from musiclust.data.collection import load_collection
+    from musiclust.dataset import featurize
+
+    collection = load_collection(spec)
+    table = featurize(collection, jobs=jobs)
+    if table.skipped:
+        print(f"skipped {len(table.skipped)} file(s):", file=sys.stderr)
+        for path, reason in list(table.skipped.items())[:20]:
+            print(f"  {Path(path).name}: {reason}", file=sys.stderr)
+    return table
+
+
+def _names(value: str, allowed: tuple) -> list[str]:
+    names = list(allowed) if value == "all" else [n.strip() for n in value.split(",") if n.strip()]
+    unknown = [n for n in names if n not in allowed]
+    if unknown or not names:
+        raise ParameterError(f"unknown model name(s) {unknown or value!r}; choose from: {', '.join(allowed)} or all")
+    return names
+
+
+def _settings(args):
+    from musiclust.pipeline import Settings
+
+    return Settings(latent_dim=args.latent_dim, beta=args.beta, k=args.k, seed=args.seed, epochs=args.epochs)
+
+
+def cmd_train(args) -> int:
+    """Train models and switch each checkpoint in atomically, only after every model trained."""
+    from musiclust import checkpoint as ckpt
+    from musiclust.evaluation import baseline_scores
+    from musiclust.baselines import BASELINES
+    from musiclust.jobs import CANCELLED, FAILED, SUCCEEDED, StatusReporter
+    from musiclust.pipeline import MODEL_NAMES, prepare, train_models
+    from musiclust.service import CHECKPOINTS, dataset_slug
+    from musiclust.errors import TrainingCancelled
+
+    names = _names(args.models, MODEL_NAMES)
+    root = Path(args.checkpoints) / dataset_slug(args.data)
+    if args.if_missing and all(n in ckpt.available(root) for n in names):
+        print(f"models present in {root}; nothing to train", file=sys.stderr)
+        return 0
+    reporter = None
+    if args.status_file:
+        reporter = StatusReporter(Path(args.status_file), Path(args.cancel_file or args.status_file + ".cancel"), args.job_id or "", sys.argv[2:], len(names))
+    try:
+        if reporter:
+            reporter.note("reading features")
+        table = _table(args.data, _jobs(args.jobs))
+        settings = _settings(args)
+        bar = _EpochBar() if reporter is None else None
+        bundles = train_models(
+            table,
+            names,
+            settings,
+            on_model=(reporter.model_started if reporter else bar.model),
+            progress=(reporter.epoch_done if reporter else bar.epoch),
+            should_stop=(reporter.should_stop if reporter else None),
+        )
+        if bar:
+            bar.close()
+        prep = prepare(table, settings)
+        report = {"seeds": 1, "settings": settings.__dict__, "rows": []}
+        for name in BASELINES:
+            report["rows"].append({"model": name, "seed": settings.seed, **baseline_scores(name, prep), "conditioned_on_label": False})
+        for name, bundle in bundles.items():
+            report["rows"].append({"model": name, "seed": settings.seed, **bundle.meta["metrics"], "conditioned_on_label": bundle.conditioned_on_label, "reconstruction_mse_db": bundle.meta["reconstruction_mse_db"]})
+        for name, bundle in bundles.items():  # saved only now: a failure above leaves every old model in place
+            bundle.meta.update(data=args.data, data_fingerprint=table_fingerprint(table))
+            ckpt.save(root, name, bundle.to_checkpoint())
+        if not (ckpt.load_report(root, "evaluation") or {}).get("seeds", 0) > 1 or args.models == "all":
+            ckpt.save_report(root, "evaluation", report)
+    except TrainingCancelled as exc:
+        if reporter:
+            reporter.finish(CANCELLED, f"cancelled: {exc}; the previous models are still in use")
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except MusiclustError as exc:
+        if reporter:
+            reporter.finish(FAILED, f"{exc}; the previous models are still in use")
+        raise
+    for name, bundle in bundles.items():
+        m = bundle.meta["metrics"]
+        print(f"{name:16s} nmi={m['nmi']:.3f} ari={m['ari']:.3f} silhouette={m['silhouette']:.3f} ({bundle.meta['seconds_total']:.1f} s)", file=sys.stderr)
+    if reporter:
+        reporter.finish(SUCCEEDED, f"trained {', '.join(names)}")
+    return 0
+
+
+def table_fingerprint(table) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for t in table.tracks:
+        digest.update(f"{t.id}\0{t.group}\0{t.lyrics}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+class _EpochBar:
+    """A tqdm bar per model for terminal training."""
+
+    def __init__(self):
+        self.bar = None
+
+    def model(self, index: int, name: str) -> None:
+        self.close()
+        self.name = name
+
+    def epoch(self, epoch: int, n_epochs: int, losses: dict, seconds: float) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=n_epochs, desc=self.name, unit="epoch", file=sys.stderr, disable=not sys.stderr.isatty())
+        self.bar.update(epoch - self.bar.n)
+        self.bar.set_postfix({k: f"{v:.1f}" for k, v in losses.items() if k in ("loss", "val_loss")})
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def cmd_evaluate(args) -> int:
+    """Every model beside its baselines, mean ± std over seeds."""
+    from musiclust import checkpoint as ckpt
+    from musiclust.evaluation import ALL_NAMES, evaluate, to_records
+    from musiclust.service import dataset_slug
+
+    names = _names(args.models, ALL_NAMES)
+    table = _table(args.data, _jobs(args.jobs))
+    summary, rows = evaluate(table, names, _settings(args), seeds=args.seeds, progress=lambda m: print(m, file=sys.stderr))
+    records = to_records(summary)
+    if args.save:
+        ckpt.save_report(Path(args.checkpoints) / dataset_slug(args.data), "evaluation", {"seeds": args.seeds, "settings": _settings(args).__dict__, "rows": rows})
+    if args.format == "json":
+        print(json.dumps(records, indent=1))
+    elif args.format == "csv":
+        print(summary.to_csv(index=False), end="")
+    else:
+        from musiclust.metrics import METRICS, format_mean_std
+
+        header = f"{'model':16s}" + "".join(f"{m:>22s}" for m in METRICS) + "  conditioned"
+        print(header)
+        for r in records:
+            cells = "".join(f"{format_mean_std(r.get(m) if r.get(m) is not None else float('nan'), r.get(m + '_std') or 0.0):>22s}" for m in METRICS)
+            print(f"{r['model']:16s}{cells}  {'yes (scored against its own label)' if r['conditioned_on_label'] else ''}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    """Cluster, map position and neighbours of one audio file."""
+    from musiclust.service import Service
+
+    lyrics = None
+    if args.lyrics:
+        try:
+            lyrics = Path(args.lyrics).read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise ParameterError(f"cannot read lyrics file {args.lyrics}: {exc.strerror or exc}") from None
+    service = Service(args.data, Path(args.checkpoints))
+    answer = service.analyse(args.model, Path(args.file), lyrics)
+    p = answer.placement
+    result = {
+        "model": args.model,
+        "cluster": p.cluster,
+        "coords": [p.coords[0], p.coords[1]],
+        "distance_to_centre": p.distance_to_centre,
+        "used_lyrics": p.used_lyrics,
+        "neighbours": [{"id": n.id, "title": n.title, "distance": n.distance} for n in p.neighbours],
+    }
+    if args.format == "json":
+        print(json.dumps(result, indent=1))
+    else:
+        print(f"cluster {p.cluster} (distance to centre {p.distance_to_centre:.2f}), map position ({p.coords[0]:.2f}, {p.coords[1]:.2f})")
+        for n in p.neighbours:
+            print(f"  {n.distance:6.2f}  {n.title}  [{n.id}]")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from musiclust.data.collection import DEFAULT_AUDIO_ROOT, DEFAULT_VARIANTS
+
+    parser = _Parser(prog="musiclust", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    data = sub.add_parser("data", help="render the default data set from the music21 corpus")
+    data.add_argument("--variant", nargs="+", default=["natural"], choices=DEFAULT_VARIANTS)
+    data.add_argument("--root", default=str(DEFAULT_AUDIO_ROOT))
+    data.add_argument("--jobs", type=int)
+    data.set_defaults(func=cmd_data)
+
+    def common(p, models_default: str):
+        p.add_argument("--data", default="default", help="default, default:piano, a music folder, or a CSV manifest")
+        p.add_argument("--models", default=models_default, help="comma-separated names, or all")
+        p.add_argument("--epochs", type=int, default=40)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--latent-dim", type=int, default=32)
+        p.add_argument("--beta", type=float, default=4.0)
+        p.add_argument("--k", type=int, help="clusters (default: the number of groups)")
+        p.add_argument("--jobs", type=int, help="feature worker processes (default: up to 2)")
+        p.add_argument("--checkpoints", default=str(REPO_ROOT / "checkpoints"))
+
+    train = sub.add_parser("train", help="train models and save checkpoints")
+    common(train, "all")
+    train.add_argument("--if-missing", action="store_true", help="do nothing when the models exist")
+    train.add_argument("--status-file", help=argparse.SUPPRESS)
+    train.add_argument("--cancel-file", help=argparse.SUPPRESS)
+    train.add_argument("--job-id", help=argparse.SUPPRESS)
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("evaluate", help="score every model beside its baselines")
+    common(ev, "all")
+    ev.add_argument("--seeds", type=int, default=3)
+    ev.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    ev.add_argument("--save", action="store_true", help="store the table for the app's metrics page")
+    ev.set_defaults(func=cmd_evaluate)
+
+    pr = sub.add_parser("predict", help="cluster, map position and neighbours of an audio file")
+    pr.add_argument("file")
+    pr.add_argument("--lyrics", help="a text file with the lyrics")
+    pr.add_argument("--model", default="mvae_poe")
+    pr.add_argument("--data", default="default")
+    pr.add_argument("--checkpoints", default=str(REPO_ROOT / "checkpoints"))
+    pr.add_argument("--format", choices=("text", "json"), default="text")
+    pr.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except MusiclustError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

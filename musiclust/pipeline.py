@@ -1,0 +1,281 @@
+"""Training orchestration: featurized tracks -> trained model -> embeddings -> clusters -> map -> bundle.
+
+:func:`prepare` lines up everything the models share for one seed (split by piece, mel
+normalisation, segments, TF-IDF, labels); :func:`train_model` trains one named model on it and
+returns a :class:`~musiclust.bundle.ModelBundle` ready to save or serve. The CLI, the benchmark
+and the app's retrain all go through here.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from sklearn.decomposition import TruncatedSVD
+
+from musiclust.bundle import HybridFusion, ModelBundle
+from musiclust.clustering import Standardizer, cluster, umap_map
+from musiclust.dataset import MelNormalizer, TrackTable, split_by_piece, track_segments
+from musiclust.errors import DataError, ParameterError
+from musiclust.lyrics_tfidf import LyricsTfidf
+from musiclust.metrics import score_partition
+from musiclust.models import build_model
+from musiclust.training import SegmentData, TrainConfig, fit
+
+# Row name -> network architecture. conv_vae_fusion reuses the trained ConvVAE and joins lyrics after.
+ARCHITECTURE = {
+    "basic_vae": "basic_vae",
+    "conv_vae": "conv_vae",
+    "conv_vae_fusion": "conv_vae",
+    "mvae_poe": "mvae_poe",
+    "beta_cvae": "beta_cvae",
+}
+MODEL_NAMES = tuple(ARCHITECTURE)
+USES_LYRICS = {"conv_vae_fusion", "mvae_poe"}
+
+EpochFn = Callable[[int, int, dict, float], None]
+
+
+@dataclass
+class Settings:
+    """Choices of a training run that are not network architecture (those live in each model's config)."""
+
+    latent_dim: int = 32
+    beta: float = 4.0  # β of the conditioned β-VAE (the other models use β = 1)
+    k: Optional[int] = None  # clusters; None = number of groups
+    seed: int = 0
+    epochs: int = 40
+    batch_size: int = 64
+    cluster_method: str = "kmeans"
+    val_fraction: float = 0.15
+    fusion_rank: int = 16  # lyrics dimensions in hybrid fusion
+    fusion_weight: float = 1.0
+    tfidf_max_features: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.latent_dim < 2 or self.epochs < 1 or self.batch_size < 2:
+            raise ParameterError("latent_dim >= 2, epochs >= 1 and batch_size >= 2 are required")
+        if self.k is not None and self.k < 2:
+            raise ParameterError(f"k must be at least 2, got {self.k}")
+        if self.beta < 0:
+            raise ParameterError(f"beta must be >= 0, got {self.beta}")
+
+
+@dataclass
+class Prepared:
+    """Everything the models of one seed share, row-aligned with ``table.tracks``."""
+
+    table: TrackTable
+    settings: Settings
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+    normalizer: MelNormalizer
+    segments: list  # per track (S_i, n_mels, frames) standardised
+    tfidf: LyricsTfidf
+    lyrics: np.ndarray  # (N, V)
+    has_lyrics: np.ndarray  # (N,) bool
+    label_idx: np.ndarray  # (N,) int64, -1 unknown
+    k: int
+
+    def data(self, rows: np.ndarray, with_labels: bool = False) -> SegmentData:
+        labels = self.label_idx[rows] if with_labels else None
+        return SegmentData(
+            mel_segments=[self.segments[i] for i in rows],
+            lyrics=self.lyrics[rows] if self.lyrics.shape[1] else None,
+            has_lyrics=self.has_lyrics[rows],
+            labels=labels,
+        )
+
+
+def prepare(table: TrackTable, settings: Settings) -> Prepared:
+    train_rows, val_rows = split_by_piece(table.tracks, settings.val_fraction, settings.seed)
+    normalizer = MelNormalizer.fit([table.mels[i] for i in train_rows])
+    frames = table.config.segment_frames
+    segs = [track_segments(m, normalizer, frames) for m in table.mels]
+    tfidf = LyricsTfidf(max_features=settings.tfidf_max_features).fit(table.lyrics)
+    lyrics, has_lyrics = tfidf.transform(table.lyrics)
+    n_groups = len(table.label_names())
+    k = settings.k or n_groups
+    if not k or k < 2:
+        raise DataError("the collection has fewer than 2 known groups: pass k (the number of clusters) explicitly")
+    if k > len(table):
+        raise ParameterError(f"k = {k} exceeds the number of tracks ({len(table)})")
+    return Prepared(table, settings, train_rows, val_rows, normalizer, segs, tfidf, lyrics, has_lyrics, table.label_indices(), k)
+
+
+def model_config(name: str, prep: Prepared) -> dict:
+    cfg = prep.table.config
+    config = {"latent_dim": prep.settings.latent_dim, "n_mels": cfg.n_mels, "frames": cfg.segment_frames}
+    arch = ARCHITECTURE[name]
+    if arch == "mvae_poe":
+        if prep.lyrics.shape[1] == 0:
+            raise DataError("mvae_poe needs lyrics, and no track of this collection has usable lyrics")
+        config["lyrics_dim"] = int(prep.lyrics.shape[1])
+    if arch == "beta_cvae":
+        n_labels = len(prep.table.label_names())
+        if n_labels < 2 or (prep.label_idx < 0).any():
+            raise DataError("beta_cvae is conditioned on the group, so every track needs a group (sub-folder or 'genre')")
+        config.update(n_labels=n_labels, beta=prep.settings.beta)
+    return config
+
+
+def train_model(
+    name: str,
+    prep: Prepared,
+    progress: Optional[EpochFn] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+    reuse: Optional[ModelBundle] = None,
+) -> ModelBundle:
+    """Train model ``name`` on ``prep`` and return its fitted bundle.
+
+    ``conv_vae_fusion`` takes the trained ConvVAE bundle as ``reuse`` when given (same seed and
+    data, so training it again would give the same weights) and only fits the lyrics join.
+    """
+    if name not in ARCHITECTURE:
+        raise ParameterError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
+    s = prep.settings
+    started = time.perf_counter()
+    arch = ARCHITECTURE[name]
+    if reuse is not None and reuse.architecture == arch and name == "conv_vae_fusion":
+        model, history = reuse.model, reuse.meta.get("history", [])
+        fit_meta = {k: reuse.meta.get(k) for k in ("best_epoch", "stopped_early", "train_seconds")}
+    else:
+        model = build_model(arch, model_config(name, prep))
+        conditioned = arch == "beta_cvae"
+        train_cfg = TrainConfig(epochs=s.epochs, batch_size=s.batch_size, seed=s.seed)
+        result = fit(
+            model,
+            prep.data(prep.train_rows, conditioned),
+            prep.data(prep.val_rows, conditioned),
+            train_cfg,
+            progress=progress,
+            should_stop=should_stop,
+        )
+        history = result.history
+        fit_meta = {"best_epoch": result.best_epoch, "stopped_early": result.stopped_early, "train_seconds": result.seconds}
+    fusion = _fit_fusion(prep) if name == "conv_vae_fusion" else None
+    bundle = _finish(name, arch, model, prep, fusion)
+    bundle.meta.update(fit_meta, history=history, seconds_total=time.perf_counter() - started)
+    return bundle
+
+
+def _fit_fusion(prep: Prepared) -> HybridFusion:
+    rows = prep.lyrics[prep.has_lyrics]
+    if len(rows) < 3 or prep.lyrics.shape[1] < 3:
+        raise DataError("conv_vae_fusion needs lyrics on at least 3 tracks")
+    rank = min(prep.settings.fusion_rank, rows.shape[1] - 1, len(rows) - 1)
+    svd = TruncatedSVD(n_components=rank, random_state=prep.settings.seed).fit(rows)
+    return HybridFusion(svd.components_.astype(np.float32), prep.settings.fusion_weight)
+
+
+def _finish(name: str, arch: str, model, prep: Prepared, fusion: Optional[HybridFusion]) -> ModelBundle:
+    """Embed the collection, cluster it, map it, score it, and describe its clusters."""
+    table, s = prep.table, prep.settings
+    tracks = [
+        {
+            "id": t.id,
+            "title": t.title,
+            "artist": t.artist,
+            "group": t.group,
+            "path": str(t.path),
+            "has_lyrics": bool(prep.has_lyrics[i]),
+        }
+        for i, t in enumerate(table.tracks)
+    ]
+    model.eval()
+    bundle = ModelBundle(
+        name=name,
+        architecture=arch,
+        model=model,
+        feature_config=table.config,
+        normalizer=prep.normalizer,
+        tfidf=prep.tfidf,
+        scaler=Standardizer(np.zeros(1), np.ones(1)),
+        centres=np.zeros((0, 1), np.float32),
+        space=np.zeros((0, 1), np.float32),
+        labels=np.zeros(0, np.int64),
+        coords=np.zeros((0, 2), np.float32),
+        tracks=tracks,
+        label_names=table.label_names(),
+        fusion=fusion,
+        meta={"uses_lyrics": name in USES_LYRICS},
+    )
+    raw = bundle.raw_embedding(table.mels, table.lyrics)  # (N, D)
+    bundle.scaler = Standardizer.fit(raw)
+    bundle.space = bundle.scaler(raw)
+    bundle.labels, bundle.centres = cluster(bundle.space, prep.k, s.cluster_method, s.seed)
+    bundle.coords = umap_map(bundle.space, seed=s.seed)
+    scores = score_partition(bundle.space, bundle.labels, table.groups)
+    bundle.meta.update(
+        metrics=scores,
+        k=prep.k,
+        settings=asdict(s),
+        reconstruction_mse_db=reconstruction_error(bundle, prep),
+        clusters=cluster_cards(bundle, prep),
+        n_tracks=len(table),
+        n_train=int(len(prep.train_rows)),
+        n_val=int(len(prep.val_rows)),
+        seed=s.seed,
+    )
+    return bundle
+
+
+def reconstruction_error(bundle: ModelBundle, prep: Prepared) -> float:
+    """Mean squared error in dB² of the mel reconstruction over the held-out tracks."""
+    errors = []
+    for i in prep.val_rows:
+        mel = prep.table.mels[i]
+        label = int(prep.label_idx[i]) if prep.label_idx[i] >= 0 else None
+        recon = bundle.reconstruct(mel, label)
+        errors.append(float(np.mean((recon - mel[:, : recon.shape[1]]) ** 2)) if recon.shape[1] <= mel.shape[1] else np.nan)
+    return float(np.nanmean(errors)) if errors else float("nan")
+
+
+def cluster_cards(bundle: ModelBundle, prep: Prepared) -> list[dict]:
+    """Per cluster: size, group mix, top lyric terms, and its most typical track (nearest the centre)."""
+    cards = []
+    for c in range(bundle.k):
+        rows = np.flatnonzero(bundle.labels == c)
+        groups: dict[str, int] = {}
+        for r in rows:
+            g = bundle.tracks[r]["group"] or "unknown"
+            groups[g] = groups.get(g, 0) + 1
+        lyric_rows = rows[prep.has_lyrics[rows]]
+        typical = None
+        if len(rows):
+            d = np.linalg.norm(bundle.space[rows] - bundle.centres[c], axis=1)
+            typical = bundle.tracks[rows[int(d.argmin())]]["id"]
+        cards.append(
+            {
+                "cluster": c,
+                "size": int(len(rows)),
+                "groups": dict(sorted(groups.items(), key=lambda kv: -kv[1])),
+                "top_terms": prep.tfidf.top_terms(prep.lyrics[lyric_rows]) if len(lyric_rows) else [],
+                "typical_track": typical,
+                "with_lyrics": int(len(lyric_rows)),
+            }
+        )
+    return cards
+
+
+def train_models(
+    table: TrackTable,
+    names: list[str],
+    settings: Settings,
+    on_model: Optional[Callable[[int, str], None]] = None,
+    progress: Optional[EpochFn] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+) -> dict[str, ModelBundle]:
+    """Train several models on one preparation (all in memory; the caller saves only if all succeed)."""
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    prep = prepare(table, settings)
+    bundles: dict[str, ModelBundle] = {}
+    order = sorted(names, key=lambda n: n == "conv_vae_fusion")  # fusion after conv_vae so it can reuse it
+    for index, name in enumerate(order):
+        if on_model is not None:
+            on_model(index, name)
+        bundles[name] = train_model(name, prep, progress, should_stop, reuse=bundles.get("conv_vae"))
+    return bundles

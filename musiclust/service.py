@@ -1,0 +1,134 @@
+"""What the app and the CLI call: trained models loaded once, and the questions people ask of them.
+
+Upload a track -> its cluster, map position and neighbours; a collection track's reconstruction
+and how it sounds; a morph between two tracks; the metric tables. Nothing here imports Streamlit;
+nothing here writes to the checkpoints (training does, through :mod:`musiclust.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import librosa
+import numpy as np
+
+from musiclust import checkpoint as ckpt
+from musiclust.audio import AudioSource
+from musiclust.bundle import ModelBundle, Placement
+from musiclust.config import FeatureConfig
+from musiclust.data.collection import REPO_ROOT
+from musiclust.errors import ParameterError
+from musiclust.features import TrackFeatures, compute_features
+
+CHECKPOINTS = REPO_ROOT / "checkpoints"
+MAX_LYRICS_CHARS = 20_000
+GRIFFIN_LIM_ITERATIONS = 32
+
+
+def dataset_slug(spec: str) -> str:
+    """The checkpoint folder of a data set: ``default``, ``default-piano``, or ``<kind>-<name>-<hash>``
+    for a user's folder or CSV, so models of different collections never overwrite each other."""
+    if spec in ("default", "default:natural"):
+        return "default"
+    if spec.startswith("default:"):
+        return "default-" + re.sub(r"[^a-z0-9_-]", "", spec.split(":", 1)[1].lower())
+    path = Path(spec).expanduser().resolve()
+    kind = "csv" if path.suffix.lower() == ".csv" else "folder"
+    stem = re.sub(r"[^a-z0-9_-]+", "-", path.stem.lower()).strip("-")[:24] or "music"
+    return f"{kind}-{stem}-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
+
+
+@dataclass
+class UploadAnswer:
+    """A new track analysed by one model."""
+
+    features: TrackFeatures
+    placement: Placement
+    model: str
+
+
+def clean_user_lyrics(text: Optional[str]) -> Optional[str]:
+    """Pasted lyrics as plain text: control characters dropped, length bounded; ``None`` if empty."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise ParameterError("lyrics must be text")
+    text = "".join(ch for ch in text[:MAX_LYRICS_CHARS] if ch.isprintable() or ch in "\n\t")
+    return text.strip() or None
+
+
+class Service:
+    """Trained models of one data set, loaded once per checkpoint version (thread-safe)."""
+
+    def __init__(self, dataset: str = "default", root: Path = CHECKPOINTS):
+        self.dataset = dataset
+        self.root = Path(root) / dataset_slug(dataset)
+        self._lock = threading.Lock()
+        self._bundles: dict[tuple[str, str], ModelBundle] = {}
+
+    def models(self) -> list[str]:
+        """Names of the trained models present for this data set."""
+        return ckpt.available(self.root)
+
+    def version(self, name: str) -> str:
+        """The current version folder of ``name``: changes when a retrain switches a new model in."""
+        found = ckpt.candidates(self.root, name)
+        return found[0].name if found else ""
+
+    def bundle(self, name: str) -> ModelBundle:
+        """The model ``name``, loaded once per version; a damaged current version falls back to the previous one."""
+        key = (name, self.version(name))
+        with self._lock:
+            if key not in self._bundles:
+                self._bundles = {k: v for k, v in self._bundles.items() if k[0] != name}
+                self._bundles[key] = ModelBundle.from_checkpoint(ckpt.load(self.root, name))
+            return self._bundles[key]
+
+    def analyse(self, name: str, audio: AudioSource, lyrics: Optional[str] = None, n_neighbours: int = 5) -> UploadAnswer:
+        """Decode, validate and featurize ``audio`` (an upload's bytes or a path), then place it."""
+        bundle = self.bundle(name)
+        features = compute_features(audio, bundle.feature_config)
+        placement = bundle.place(features.mel_db, clean_user_lyrics(lyrics), n_neighbours)
+        return UploadAnswer(features, placement, name)
+
+    def evaluation(self) -> Optional[dict]:
+        """The latest evaluation report (``python -m musiclust evaluate`` or the one written by ``train``)."""
+        return ckpt.load_report(self.root, "evaluation")
+
+    def track_path(self, bundle: ModelBundle, track_id: str) -> Path:
+        """The audio file of a collection track (ids come from the checkpoint, never from user input)."""
+        return Path(bundle.tracks[bundle.row(track_id)]["path"])
+
+
+def sonify(mel_db: np.ndarray, config: FeatureConfig = FeatureConfig(), n_iter: int = GRIFFIN_LIM_ITERATIONS) -> np.ndarray:
+    """Audio rendered back from a dB log-mel by Griffin-Lim phase recovery, peak-normalised to -1 dBFS.
+
+    Phase is lost in a mel spectrogram, so this is how a reconstruction can be *heard*, not a copy of
+    the original's waveform; the original gets the same treatment on the page for a fair comparison.
+    """
+    power = librosa.db_to_power(mel_db)
+    audio = librosa.feature.inverse.mel_to_audio(
+        power,
+        sr=config.sample_rate,
+        n_fft=config.n_fft,
+        hop_length=config.hop_length,
+        fmin=config.fmin,
+        fmax=config.fmax,
+        n_iter=n_iter,
+    )
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    return (audio / peak * 10 ** (-1 / 20)).astype(np.float32) if peak > 0 else audio.astype(np.float32)
+
+
+def morph(bundle: ModelBundle, mel_a: np.ndarray, mel_b: np.ndarray, steps: int = 8, label_a: Optional[int] = None) -> np.ndarray:
+    """A log-mel that walks the straight line between two tracks' latents, one segment per step."""
+    if not 2 <= steps <= 32:
+        raise ParameterError(f"steps must be between 2 and 32, got {steps}")
+    za, zb = bundle.latent_of(mel_a), bundle.latent_of(mel_b)
+    t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
+    return bundle.decode_latents((1 - t) * za + t * zb, label_a)
