@@ -1,0 +1,116 @@
+"""Shared fixtures: real music, rendered from the corpus for the test session (never synthetic tones).
+
+Clips are short cuts (8 s) of real manifest rows, rendered through the same path as the default set
+and kept under ``data/cache/test-clips`` so a second test run does not render them again.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CLIP_CACHE = REPO / "data" / "cache" / "test-clips"
+TEST_GROUPS = ("bach_chorale", "monteverdi", "german_folk", "fiddle_tune")
+PER_GROUP = 5
+CLIP_SECONDS = 8.0
+
+
+def _manifest_rows() -> list[dict]:
+    with open(REPO / "data" / "manifest.csv", newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _pick_rows() -> list[dict]:
+    """The first PER_GROUP manifest rows of each test group, cut to CLIP_SECONDS."""
+    picked = []
+    for group in TEST_GROUPS:
+        rows = [r for r in _manifest_rows() if r["group"] == group][:PER_GROUP]
+        for r in rows:
+            picked.append({**r, "duration_s": str(min(CLIP_SECONDS, float(r["duration_s"])))})
+    return picked
+
+
+def _render(rows: list[dict]) -> dict[str, Path]:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from musiclust.data.corpus import render_clip
+
+    CLIP_CACHE.mkdir(parents=True, exist_ok=True)
+    todo = [r for r in rows if not (CLIP_CACHE / f"{r['id']}.wav").is_file()]
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        for future in [pool.submit(render_clip, r, "natural", None, CLIP_CACHE / f"{r['id']}.wav", 120.0) for r in todo]:
+            future.result()
+    return {r["id"]: CLIP_CACHE / f"{r['id']}.wav" for r in rows}
+
+
+@pytest.fixture(scope="session")
+def real_rows() -> list[dict]:
+    """Manifest rows of the rendered test clips (real groups, titles and lyrics)."""
+    return _pick_rows()
+
+
+@pytest.fixture(scope="session")
+def real_clips(real_rows) -> dict[str, Path]:
+    """Clip id -> path of a real 8 s, 22,050 Hz mono WAV rendered from the corpus."""
+    return _render(real_rows)
+
+
+@pytest.fixture(scope="session")
+def real_clip_paths(real_clips) -> list[Path]:
+    """Paths of the real clips, groups interleaved so the first few span several groups."""
+    paths = list(real_clips.values())
+    return [paths[i + j * PER_GROUP] for i in range(PER_GROUP) for j in range(len(TEST_GROUPS))]
+
+
+@pytest.fixture(scope="session")
+def real_music_folder(tmp_path_factory, real_rows, real_clips) -> Path:
+    """A user-style music folder (``group/track.wav`` + ``track.txt`` lyrics) of the real clips."""
+    root = tmp_path_factory.mktemp("music")
+    for row in real_rows:
+        folder = root / row["group"]
+        folder.mkdir(exist_ok=True)
+        shutil.copy(real_clips[row["id"]], folder / f"{row['id']}.wav")
+        if row["lyrics"]:
+            (folder / f"{row['id']}.txt").write_text(row["lyrics"], encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="session")
+def real_table(real_music_folder, tmp_path_factory):
+    """The real music folder, featurized (cache in a temporary folder)."""
+    from musiclust.data.collection import load_folder
+    from musiclust.dataset import featurize
+
+    return featurize(load_folder(real_music_folder), cache_dir=tmp_path_factory.mktemp("features"), jobs=2)
+
+
+@pytest.fixture(scope="session")
+def real_segments(real_table):
+    """Standardised model segments of the real clips: (track list of (S, 128, 128), labels)."""
+    from musiclust.dataset import MelNormalizer, track_segments
+
+    norm = MelNormalizer.fit(real_table.mels)
+    segs = [track_segments(m, norm, real_table.config.segment_frames) for m in real_table.mels]
+    return segs, real_table.label_indices()
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoints(real_table, real_music_folder, tmp_path_factory) -> Path:
+    """A checkpoints root with every model trained briefly on the real music folder.
+
+    Returns the root; the models live in ``root / dataset_slug(str(real_music_folder))``, which is
+    what ``Service(str(real_music_folder), root)`` reads.
+    """
+    from musiclust import checkpoint as ckpt
+    from musiclust.pipeline import MODEL_NAMES, Settings, train_models
+    from musiclust.service import dataset_slug
+
+    root = tmp_path_factory.mktemp("checkpoints")
+    bundles = train_models(real_table, list(MODEL_NAMES), Settings(epochs=2, latent_dim=8, seed=0))
+    for name, bundle in bundles.items():
+        ckpt.save(root / dataset_slug(str(real_music_folder)), name, bundle.to_checkpoint())
+    return root
