@@ -20,28 +20,10 @@ from musiclust.dataset import MelNormalizer, track_segments
 from musiclust.errors import CheckpointError, MusiclustError, ParameterError
 from musiclust.lyrics_tfidf import LyricsTfidf
 from musiclust.models import build_model
+from musiclust.models.fusion import HybridFusion
 from musiclust.models.base import BaseVAE
 
 EMBED_BATCH = 64
-
-
-@dataclass
-class HybridFusion:
-    """The course project's hybrid fusion: audio latent joined with a reduced lyrics vector.
-
-    Lyrics TF-IDF is projected on ``components`` (a truncated SVD fitted on the lyric-bearing tracks),
-    L2-normalised and scaled by ``weight``; a track without lyrics gets zeros there. That zero
-    is exactly the weakness the product-of-experts model (``mvae_poe``) removes.
-    """
-
-    components: np.ndarray  # (r, V)
-    weight: float
-
-    def lyric_part(self, tfidf_rows: np.ndarray, has_lyrics: np.ndarray) -> np.ndarray:
-        reduced = tfidf_rows @ self.components.T  # (N, r)
-        norms = np.linalg.norm(reduced, axis=1, keepdims=True)
-        reduced = np.where(norms > 1e-12, reduced / np.maximum(norms, 1e-12), 0.0)
-        return (self.weight * reduced * has_lyrics[:, None]).astype(np.float32)
 
 
 @dataclass
@@ -111,7 +93,7 @@ class ModelBundle:
                 [self.embed_segments(track_segments(m, self.normalizer, frames), rows[i], mask[i]) for i, m in enumerate(mels)]
             )
         if self.fusion is not None:
-            audio = np.concatenate([audio, self.fusion.lyric_part(rows, mask)], axis=1)
+            audio = self.fusion(audio, rows, mask)  # (N, latent + lyrics components)
         return audio.astype(np.float32)
 
     # --- placing a new track ---------------------------------------------------------------
@@ -218,7 +200,8 @@ class ModelBundle:
             **{f"tfidf_{k}": v for k, v in tfidf_arrays.items()},
         }
         if self.fusion is not None:
-            arrays["fusion_components"] = self.fusion.components.astype(np.float32)
+            f = self.fusion
+            arrays.update(fusion_audio_mean=f.audio_mean, fusion_components=f.components, fusion_lyrics_mean=f.lyrics_mean)
         meta = dict(
             self.meta,
             model=self.name,
@@ -229,7 +212,11 @@ class ModelBundle:
             tracks=self.tracks,
             label_names=self.label_names,
             conditioned_on_label=self.conditioned_on_label,
-            fusion={"kind": "hybrid", "weight": self.fusion.weight} if self.fusion is not None else None,
+            fusion=(
+                {"kind": "hybrid", "weight": self.fusion.weight, "audio_scale": self.fusion.audio_scale, "lyrics_scale": self.fusion.lyrics_scale}
+                if self.fusion is not None
+                else None
+            ),
         )
         weights = {k: v.detach().cpu().numpy() for k, v in self.model.state_dict().items()}
         return ckpt.Checkpoint(meta, weights, arrays)
@@ -246,7 +233,15 @@ class ModelBundle:
             tfidf = LyricsTfidf.from_state(meta["tfidf"], {k[6:]: v for k, v in arrays.items() if k.startswith("tfidf_")})
             fusion = None
             if meta.get("fusion"):
-                fusion = HybridFusion(arrays["fusion_components"], float(meta["fusion"]["weight"]))
+                f = meta["fusion"]
+                fusion = HybridFusion(
+                    audio_mean=arrays["fusion_audio_mean"],
+                    audio_scale=float(f["audio_scale"]),
+                    components=arrays["fusion_components"],
+                    lyrics_mean=arrays["fusion_lyrics_mean"],
+                    lyrics_scale=float(f["lyrics_scale"]),
+                    weight=float(f["weight"]),
+                )
             bundle = cls(
                 name=meta["model"],
                 architecture=meta["architecture"],

@@ -14,15 +14,14 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
-from sklearn.decomposition import TruncatedSVD
-
-from musiclust.bundle import HybridFusion, ModelBundle
+from musiclust.bundle import ModelBundle
 from musiclust.clustering import Standardizer, cluster, umap_map
 from musiclust.dataset import MelNormalizer, TrackTable, split_by_piece, track_segments
 from musiclust.errors import DataError, ParameterError
 from musiclust.lyrics_tfidf import LyricsTfidf
 from musiclust.metrics import score_partition
 from musiclust.models import build_model
+from musiclust.models.fusion import HybridFusion
 from musiclust.training import SegmentData, TrainConfig, fit
 
 # Row name -> network architecture. conv_vae_fusion reuses the trained ConvVAE and joins lyrics after.
@@ -156,24 +155,27 @@ def train_model(
         )
         history = result.history
         fit_meta = {"best_epoch": result.best_epoch, "stopped_early": result.stopped_early, "train_seconds": result.seconds}
-    fusion = _fit_fusion(prep) if name == "conv_vae_fusion" else None
-    bundle = _finish(name, arch, model, prep, fusion)
+    fusion = _fit_fusion(prep, model, reuse) if name == "conv_vae_fusion" else None
+    bundle = _finish(name, model, prep, fusion)
     bundle.meta.update(fit_meta, history=history, seconds_total=time.perf_counter() - started)
     return bundle
 
 
-def _fit_fusion(prep: Prepared) -> HybridFusion:
-    rows = prep.lyrics[prep.has_lyrics]
-    if len(rows) < 3 or prep.lyrics.shape[1] < 3:
+def _fit_fusion(prep: Prepared, audio_model, reuse: Optional[ModelBundle]) -> HybridFusion:
+    """Fit the hybrid join on the collection's ConvVAE embeddings and lyrics TF-IDF."""
+    if int(prep.has_lyrics.sum()) < 3:
         raise DataError("conv_vae_fusion needs lyrics on at least 3 tracks")
-    rank = min(prep.settings.fusion_rank, rows.shape[1] - 1, len(rows) - 1)
-    svd = TruncatedSVD(n_components=rank, random_state=prep.settings.seed).fit(rows)
-    return HybridFusion(svd.components_.astype(np.float32), prep.settings.fusion_weight)
+    if reuse is not None:  # the trained ConvVAE's collection embeddings, un-centred: no second encoding pass
+        audio = reuse.space * reuse.scaler.scale + reuse.scaler.mean
+    else:
+        audio = _bundle_for(audio_model, "conv_vae", prep, None).raw_embedding(prep.table.mels, prep.table.lyrics)
+    s = prep.settings
+    return HybridFusion.fit(audio, prep.lyrics, prep.has_lyrics, weight=s.fusion_weight, n_components=s.fusion_rank, seed=s.seed)
 
 
-def _finish(name: str, arch: str, model, prep: Prepared, fusion: Optional[HybridFusion]) -> ModelBundle:
-    """Embed the collection, cluster it, map it, score it, and describe its clusters."""
-    table, s = prep.table, prep.settings
+def _bundle_for(model, name: str, prep: Prepared, fusion: Optional[HybridFusion]) -> ModelBundle:
+    """A bundle around a trained network, before its clustering and map are fitted."""
+    table = prep.table
     tracks = [
         {
             "id": t.id,
@@ -188,7 +190,7 @@ def _finish(name: str, arch: str, model, prep: Prepared, fusion: Optional[Hybrid
     model.eval()
     bundle = ModelBundle(
         name=name,
-        architecture=arch,
+        architecture=ARCHITECTURE[name],
         model=model,
         feature_config=table.config,
         normalizer=prep.normalizer,
@@ -203,8 +205,17 @@ def _finish(name: str, arch: str, model, prep: Prepared, fusion: Optional[Hybrid
         fusion=fusion,
         meta={"uses_lyrics": name in USES_LYRICS},
     )
+    return bundle
+
+
+def _finish(name: str, model, prep: Prepared, fusion: Optional[HybridFusion]) -> ModelBundle:
+    """Embed the collection, cluster it, map it, score it, and describe its clusters."""
+    table, s = prep.table, prep.settings
+    bundle = _bundle_for(model, name, prep, fusion)
     raw = bundle.raw_embedding(table.mels, table.lyrics)  # (N, D)
-    bundle.scaler = Standardizer.fit(raw)
+    # Latents are only centred, not z-scored per dimension: the KL term already puts active dimensions
+    # on a unit scale, and z-scoring would blow collapsed (near-constant) dimensions up into noise.
+    bundle.scaler = Standardizer(raw.mean(axis=0), np.ones(raw.shape[1], np.float32))
     bundle.space = bundle.scaler(raw)
     bundle.labels, bundle.centres = cluster(bundle.space, prep.k, s.cluster_method, s.seed)
     bundle.coords = umap_map(bundle.space, seed=s.seed)
