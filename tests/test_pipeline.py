@@ -1,0 +1,128 @@
+"""The trained pipeline end to end on real clips: checkpoints round-trip, placement, reconstruction,
+service and CLI contracts."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from musiclust import checkpoint as ckpt
+from musiclust.bundle import ModelBundle
+from musiclust.dataset import split_by_piece
+from musiclust.errors import CheckpointError
+from musiclust.features import compute_features
+from musiclust.pipeline import MODEL_NAMES
+from musiclust.service import Service, dataset_slug, morph, sonify
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def service(trained_checkpoints, real_music_folder):
+    return Service(str(real_music_folder), trained_checkpoints)
+
+
+def test_every_model_was_trained_and_saved(service):
+    assert service.models() == sorted(MODEL_NAMES)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_checkpoint_reload_gives_identical_predictions(service, name, real_clip_paths):
+    bundle = service.bundle(name)
+    again = ModelBundle.from_checkpoint(ckpt.load(service.root, name))
+    feats = compute_features(real_clip_paths[0])
+    a, b = bundle.place(feats.mel_db, "Herr Gott"), again.place(feats.mel_db, "Herr Gott")
+    assert a.cluster == b.cluster and a.coords == b.coords
+    assert [n.id for n in a.neighbours] == [n.id for n in b.neighbours]
+    np.testing.assert_array_equal(bundle.reconstruct(feats.mel_db, 0), again.reconstruct(feats.mel_db, 0))
+
+
+def test_collection_track_lands_on_itself(service):
+    bundle = service.bundle("conv_vae")
+    track = bundle.tracks[3]
+    answer = service.analyse("conv_vae", track["path"])
+    assert answer.placement.neighbours[0].id == track["id"]
+    assert answer.placement.neighbours[0].distance < 1e-3
+    assert answer.placement.cluster == int(bundle.labels[3])
+    np.testing.assert_allclose(answer.placement.coords, bundle.coords[3], atol=1e-5)
+
+
+def test_poe_uses_lyrics_only_when_given(service, real_clip_paths):
+    with_lyrics = service.analyse("mvae_poe", real_clip_paths[0], "Herr Gott dich loben wir")
+    without = service.analyse("mvae_poe", real_clip_paths[0], None)
+    audio_only = service.bundle("conv_vae").place(without.features.mel_db, None)
+    assert not without.placement.used_lyrics and not audio_only.used_lyrics
+
+
+def test_reconstruction_and_sonification(service, real_clip_paths):
+    bundle = service.bundle("beta_cvae")
+    mel = compute_features(real_clip_paths[0]).mel_db
+    recon = bundle.reconstruct(mel, label=0)
+    assert recon.shape[0] == mel.shape[0] and recon.shape[1] == (mel.shape[1] // 128) * 128
+    audio = sonify(recon[:, :128], bundle.feature_config, n_iter=4)
+    assert audio.dtype == np.float32 and np.isfinite(audio).all() and np.abs(audio).max() > 0.5
+    path = morph(bundle, mel, compute_features(real_clip_paths[1]).mel_db, steps=3)
+    assert path.shape == (mel.shape[0], 3 * 128)
+
+
+def test_split_keeps_pieces_whole(real_table):
+    tracks = real_table.tracks
+    train, val = split_by_piece(tracks, 0.2, seed=1)
+    assert set(train).isdisjoint(val) and len(train) + len(val) == len(tracks)
+    assert {tracks[i].piece for i in train}.isdisjoint({tracks[i].piece for i in val})
+
+
+def test_wrong_architecture_checkpoint_is_a_clear_error(service, tmp_path):
+    good = ckpt.load(service.root, "conv_vae")
+    good.meta["architecture"] = "basic_vae"  # weights of a ConvVAE, claimed to be a BasicVAE
+    with pytest.raises(CheckpointError, match="does not match its architecture"):
+        ModelBundle.from_checkpoint(good)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "musiclust", *args], capture_output=True, text=True, cwd=REPO, timeout=300)
+
+
+def test_cli_predict_json_contract(trained_checkpoints, real_music_folder, real_clip_paths, tmp_path):
+    lyrics = tmp_path / "lyrics.txt"
+    lyrics.write_text("Herr Gott dich loben wir")
+    out = _cli("predict", str(real_clip_paths[1]), "--lyrics", str(lyrics), "--model", "mvae_poe", "--data", str(real_music_folder), "--checkpoints", str(trained_checkpoints), "--format", "json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["model"] == "mvae_poe" and isinstance(result["cluster"], int)
+    assert len(result["coords"]) == 2 and all(isinstance(c, float) for c in result["coords"])
+    assert len(result["neighbours"]) == 5
+    assert set(result["neighbours"][0]) == {"id", "title", "distance"}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("predict", "/nonexistent.wav", "--model", "conv_vae"), "error: "),
+        (("predict", "README.md", "--model", "conv_vae"), "error: "),
+        (("train", "--models", "nonsense"), "error: unknown model name"),
+        (("evaluate", "--data", "/no/such/folder"), "error: music folder not found"),
+        (("train", "--epochs", "many"), "error: "),
+        (("frobnicate",), "error: "),
+    ],
+)
+def test_cli_bad_input_exits_2_with_one_line(args, message):
+    out = _cli(*args)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_cli_evaluate_json_contract(trained_checkpoints, real_music_folder):
+    out = _cli("evaluate", "--data", str(real_music_folder), "--models", "random,mfcc_kmeans,tfidf_kmeans,basic_vae,beta_cvae", "--seeds", "2", "--epochs", "1", "--latent-dim", "8", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    rows = {r["model"]: r for r in json.loads(out.stdout)}
+    assert set(rows) == {"random", "mfcc_kmeans", "tfidf_kmeans", "basic_vae", "beta_cvae"}
+    for row in rows.values():
+        for key in ("silhouette", "calinski_harabasz", "davies_bouldin", "ari", "nmi", "purity", "nmi_std", "conditioned_on_label"):
+            assert key in row
+    assert rows["beta_cvae"]["conditioned_on_label"] is True and rows["basic_vae"]["conditioned_on_label"] is False
+    assert rows["mfcc_kmeans"]["nmi"] > rows["random"]["nmi"]
