@@ -1,0 +1,618 @@
+"""Streamlit helpers shared by ``app.py`` and the pages: where things are, cached models and tables,
+the retrain panel, and the figures. Streamlit-only: the core package ``musiclust`` never imports this.
+
+Configuration comes from the environment so tests (and people) can point the app elsewhere:
+``MUSICLUST_DATA`` (the data set shown first, default ``default``), ``MUSICLUST_CHECKPOINTS``
+(the checkpoints root, default ``checkpoints/``) and ``MUSICLUST_JOBS`` (retrain job state,
+default ``data/jobs/``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import html
+import io
+import os
+import time
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from musiclust.config import FeatureConfig
+from musiclust.errors import JobBusyError, MusiclustError
+from musiclust.jobs import CANCELLED, FAILED, RUNNING, SUCCEEDED, JobStatus, RetrainJobs
+from musiclust.service import Service, dataset_slug
+
+REPO = Path(__file__).resolve().parent
+MODEL_ORDER = ("mvae_poe", "conv_vae_fusion", "conv_vae", "beta_cvae", "basic_vae")
+MODEL_BLURB = {
+    "basic_vae": "fully connected VAE on log-mel segments (audio only)",
+    "conv_vae": "convolutional VAE on log-mel segments (audio only)",
+    "conv_vae_fusion": "convolutional VAE latent joined with reduced lyrics TF-IDF (hybrid fusion)",
+    "mvae_poe": "multimodal VAE, product of experts: audio and lyrics, lyrics optional",
+    "beta_cvae": "β-VAE whose decoder is conditioned on the group label",
+}
+TRAIN_COMMAND = "python -m musiclust train"
+UPLOAD_TYPES = ["wav", "flac", "ogg", "mp3"]
+AUDIO_MIME = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".mp3": "audio/mpeg"}
+MAX_UPLOAD_MB = 50
+CLUSTER_COLOURS = (
+    "#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#EECA3B", "#9D755D", "#FF9DA6", "#BAB0AC",
+    "#1F77B4", "#2CA02C", "#D62728", "#9467BD", "#8C564B", "#E377C2", "#7F7F7F", "#BCBD22", "#17BECF", "#AEC7E8",
+)
+MEL_COLOURSCALE = "Magma"
+
+
+# --- where things are ------------------------------------------------------------------------
+def checkpoints_root() -> Path:
+    return Path(os.environ.get("MUSICLUST_CHECKPOINTS") or REPO / "checkpoints").resolve()
+
+
+def initial_dataset() -> str:
+    return os.environ.get("MUSICLUST_DATA") or "default"
+
+
+def jobs_dir() -> Path:
+    return Path(os.environ.get("MUSICLUST_JOBS") or REPO / "data" / "jobs").resolve()
+
+
+def dataset_label(spec: str) -> str:
+    if spec in ("default", "default:natural"):
+        return "Default set (natural instruments)"
+    if spec == "default:piano":
+        return "Default set, all piano (one timbre)"
+    return spec
+
+
+def dataset_options() -> list[str]:
+    """The data sets offered in the sidebar: the default set, its piano variant when rendered, the
+    configured one, and any other data set that has trained models under the checkpoints root."""
+    options = [initial_dataset(), "default"]
+    if (REPO / "data" / "default" / "piano").is_dir() or (checkpoints_root() / dataset_slug("default:piano")).is_dir():
+        options.append("default:piano")
+    return list(dict.fromkeys(options))
+
+
+# --- cached resources --------------------------------------------------------------------------
+@st.cache_resource(show_spinner=False)
+def get_service(dataset: str, root: str) -> Service:
+    return Service(dataset, Path(root))
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=16)
+def load_bundle(dataset: str, root: str, name: str, version: str):
+    """One model of one data set, loaded once per checkpoint version (a retrain's version is a new key)."""
+    return get_service(dataset, root).bundle(name)
+
+
+@st.cache_resource(show_spinner=False)
+def get_jobs(state_dir: str, repo_root: str) -> RetrainJobs:
+    return RetrainJobs(state_dir=Path(state_dir), repo_root=Path(repo_root))
+
+
+def jobs() -> RetrainJobs:
+    return get_jobs(str(jobs_dir()), str(REPO))
+
+
+@dataclass
+class Context:
+    """What the sidebar chose: the data set, its trained models and the model in use."""
+
+    dataset: str
+    root: Path
+    models: list[str]
+    model: Optional[str]
+
+    @property
+    def service(self) -> Service:
+        return get_service(self.dataset, str(self.root))
+
+    def version(self, name: Optional[str] = None) -> str:
+        return self.service.version(name or self.model)
+
+    def bundle(self, name: Optional[str] = None):
+        name = name or self.model
+        return load_bundle(self.dataset, str(self.root), name, self.version(name))
+
+
+def preferred_model(models: list[str]) -> Optional[str]:
+    for name in MODEL_ORDER:
+        if name in models:
+            return name
+    return models[0] if models else None
+
+
+def context() -> Context:
+    """The sidebar's choices (or the defaults when a page runs on its own)."""
+    dataset = st.session_state.get("_dataset") or initial_dataset()
+    root = checkpoints_root()
+    try:
+        models = get_service(dataset, str(root)).models()
+    except MusiclustError:
+        models = []
+    model = st.session_state.get("model_choice")
+    if model not in models:
+        model = preferred_model(models)
+    return Context(dataset, root, models, model)
+
+
+def require_model(ctx: Context):
+    """The selected model's bundle, or an explanation of what to run (and a button) when there is none."""
+    if ctx.model is None:
+        st.info(
+            f"No trained model for **{dataset_label(ctx.dataset)}** yet. Train the models from a terminal with "
+            f"`{TRAIN_COMMAND}`" + (f" `--data {ctx.dataset}`" if ctx.dataset != "default" else "")
+            + ", or start a retrain here (it runs in the background; progress shows in the sidebar)."
+        )
+        if st.button("Train the models now", key="empty_state_train", type="primary"):
+            start_retrain(ctx, train_args(ctx, ["all"]))
+            st.rerun()
+        return None
+    try:
+        return ctx.bundle()
+    except MusiclustError as exc:
+        st.error(f"The model {ctx.model} could not be loaded: {exc}")
+        return None
+
+
+# --- retrain -----------------------------------------------------------------------------------
+def train_args(ctx: Context, models: list[str], epochs: Optional[int] = None, latent: Optional[int] = None,
+               beta: Optional[float] = None, k: Optional[int] = None, seed: Optional[int] = None) -> list[str]:
+    args = ["--data", ctx.dataset, "--models", ",".join(models), "--checkpoints", str(ctx.root)]
+    for flag, value in (("--epochs", epochs), ("--latent-dim", latent), ("--beta", beta), ("--k", k), ("--seed", seed)):
+        if value is not None:
+            args += [flag, str(value)]
+    return args
+
+
+def start_retrain(ctx: Context, args: list[str]) -> None:
+    try:
+        jobs().start(args)
+    except JobBusyError as exc:
+        st.session_state["_retrain_refused"] = str(exc)
+    except MusiclustError as exc:
+        st.session_state["_retrain_refused"] = f"The retrain could not start: {exc}"
+    else:
+        st.session_state.pop("_retrain_refused", None)
+
+
+def format_seconds(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "estimating…"
+    seconds = int(round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def progress_text(status: JobStatus) -> str:
+    if not status.model:
+        return status.message or "starting…"
+    parts = [f"{status.model} ({status.model_index + 1}/{status.n_models})"]
+    if status.n_epochs:
+        parts.append(f"epoch {status.epoch}/{status.n_epochs}")
+    if status.loss is not None:
+        parts.append(f"loss {status.loss:.2f}")
+    parts.append(f"{format_seconds(status.seconds_left)} left")
+    return " · ".join(parts)
+
+
+def notice_finished_jobs() -> None:
+    """Clear the cached models and tables once per session when a retrain is seen to have succeeded.
+
+    Models are also keyed by checkpoint version, so a new version is picked up regardless; clearing
+    frees the old ones and refreshes every cached table."""
+    status = jobs().status()
+    seen_now = (status.job_id, status.state)
+    seen = st.session_state.get("_job_seen")
+    if seen is None:
+        st.session_state["_job_seen"] = seen_now
+        return
+    if seen_now != seen:
+        st.session_state["_job_seen"] = seen_now
+        if status.state == SUCCEEDED:
+            st.cache_resource.clear()
+            st.cache_data.clear()
+            st.session_state["_job_switched"] = status.job_id
+
+
+def job_panel() -> None:
+    """The retrain's state: a live progress bar while it runs, the outcome once it ended."""
+    status = jobs().status()
+    if status.state == RUNNING:
+        _job_progress()
+    elif status.state == SUCCEEDED:
+        when = time.strftime("%H:%M", time.localtime(status.finished_at)) if status.finished_at else ""
+        st.success(f"Last retrain finished {when}: {status.message}. The new models are in use.")
+    elif status.state in (FAILED, CANCELLED):
+        st.error(f"Last retrain {status.state}: {status.message or 'no reason given'}")
+
+
+@st.fragment(run_every=1)
+def _job_progress() -> None:
+    status = jobs().status()
+    if status.state != RUNNING:
+        st.rerun()  # the whole app: caches are refreshed and the outcome shown
+    st.progress(status.fraction, text=f"Retraining: {progress_text(status)}")
+    st.caption(f"Data set: {_arg(status.args, '--data') or '?'} · started {format_seconds(time.time() - status.started_at)} ago")
+    if st.button("Cancel retrain", key="cancel_retrain"):
+        jobs().cancel()
+        st.toast("Cancelling: the run stops at its next batch; the current models stay in use.")
+
+
+def _arg(args: list, flag: str) -> Optional[str]:
+    try:
+        return str(args[args.index(flag) + 1])
+    except (ValueError, IndexError):
+        return None
+
+
+# --- the shell: sidebar on every page -------------------------------------------------------------
+OTHER = "__other__"
+
+
+def choose_dataset() -> str:
+    options = dataset_options() + [OTHER]
+    choice = st.selectbox(
+        "Data set",
+        options,
+        key="dataset_choice",
+        format_func=lambda o: "A music folder or CSV manifest…" if o == OTHER else dataset_label(o),
+        help="The default set is rendered on this machine; a folder uses sub-folders as groups (GTZAN layout); "
+        "a CSV needs a 'path' column (optional: title, artist, genre, lyrics).",
+    )
+    if choice != OTHER:
+        return choice
+    typed = st.text_input("Folder or CSV path", key="dataset_path", placeholder="/music/gtzan or /music/list.csv").strip()
+    if not typed:
+        st.caption("Type the path of a folder of audio files or of a CSV manifest.")
+        return st.session_state.get("_dataset") or initial_dataset()
+    path = Path(typed).expanduser()
+    if not (path.is_dir() or (path.is_file() and path.suffix.lower() == ".csv")):
+        st.error(f"No folder or .csv file at {typed}")
+        return st.session_state.get("_dataset") or initial_dataset()
+    return str(path.resolve())
+
+
+def choose_model(ctx: Context) -> None:
+    if not ctx.models:
+        st.warning(f"No trained model for this data set yet: run `{TRAIN_COMMAND}` or retrain below.")
+        return
+    if st.session_state.get("model_choice") not in ctx.models:
+        st.session_state.pop("model_choice", None)
+    st.selectbox(
+        "Model",
+        ctx.models,
+        index=ctx.models.index(preferred_model(ctx.models)),
+        key="model_choice",
+        help="Every trained model of this data set. The pages place tracks, draw the map and score with this one.",
+    )
+    name = st.session_state["model_choice"]
+    st.caption(f"{MODEL_BLURB.get(name, '')} · version `{ctx.version(name)}`")
+
+
+def retrain_form(ctx: Context) -> None:
+    from musiclust.pipeline import MODEL_NAMES, Settings
+
+    defaults = Settings()
+    with st.expander("Retrain models", expanded=False, icon=":material/model_training:"):
+        with st.form("retrain_form", border=False):
+            models = st.multiselect("Models", list(MODEL_NAMES), default=[ctx.model] if ctx.model else list(MODEL_NAMES),
+                                    key="retrain_models")
+            a, b = st.columns(2)
+            epochs = a.number_input("Epochs", 1, 1000, defaults.epochs, key="retrain_epochs")
+            latent = b.number_input("Latent size", 2, 512, defaults.latent_dim, key="retrain_latent")
+            beta = a.number_input("β (beta_cvae)", 0.0, 100.0, float(defaults.beta), step=0.5, key="retrain_beta")
+            k = b.number_input("Clusters k", 0, 200, 0, help="0 = one cluster per group", key="retrain_k")
+            seed = a.number_input("Seed", 0, 2**31 - 1, defaults.seed, key="retrain_seed")
+            submitted = st.form_submit_button("Start retrain", type="primary", width="stretch", key="retrain_start")
+        st.caption(f"Runs `{TRAIN_COMMAND}` in the background on {dataset_label(ctx.dataset)}; "
+                   "the current models stay in use until it succeeds.")
+        if submitted:
+            if not models:
+                st.warning("Pick at least one model to retrain.")
+                return
+            args = train_args(ctx, models, int(epochs), int(latent), float(beta), int(k) or None, int(seed))
+            start_retrain(ctx, args)
+            refused = st.session_state.pop("_retrain_refused", None)
+            if refused:
+                st.warning(refused, icon=":material/block:")
+            else:
+                st.rerun()
+
+
+_SHELL_RUNS: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def _run_token():
+    """An object unique to the current script run (Streamlit makes a fresh coordinator per run)."""
+    try:
+        from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+        ctx = get_script_run_ctx()
+        return ctx.parallel_coordinator if ctx is not None else None
+    except (ImportError, AttributeError, TypeError):
+        return None
+
+
+def shell() -> None:
+    """The shared sidebar (data set, model, retrain) and the retrain outcome; ``app.py`` draws it before each page."""
+    notice_finished_jobs()
+    with st.sidebar:
+        st.session_state["_dataset"] = choose_dataset()
+        choose_model(context())
+        retrain_form(context())
+        job_panel()
+    if st.session_state.pop("_job_switched", None):
+        st.toast("The retrained models are now in use.", icon=":material/check_circle:")
+    token = _run_token()
+    if token is not None:
+        _SHELL_RUNS.add(token)
+
+
+def page_context() -> Context:
+    """A page's starting point: the sidebar's choices.
+
+    Streamlit runs a ``pages/`` file on its own (without ``app.py``) for a fresh server's first request
+    and AppTest does on ``switch_page``; the page then draws the shell itself."""
+    token = _run_token()
+    if token is not None and token not in _SHELL_RUNS:
+        st.set_page_config(page_title="musiclust", page_icon=":material/graphic_eq:", layout="wide")
+        with _as_main_script():  # the sidebar's widgets keep the identity (and state) app.py gives them
+            shell()
+    return context()
+
+
+@contextlib.contextmanager
+def _as_main_script():
+    try:
+        from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+        ctx = get_script_run_ctx()
+        scope = ctx.run_with_active_hash(ctx.pages_manager.main_script_hash)
+    except (ImportError, AttributeError, TypeError):
+        scope = contextlib.nullcontext()
+    with scope:
+        yield
+
+
+# --- tables ------------------------------------------------------------------------------------
+@st.cache_data(show_spinner=False, max_entries=16)
+def track_table(dataset: str, root: str, name: str, version: str) -> pd.DataFrame:
+    """The collection as a table: id, title, artist, group, cluster, map x/y, path."""
+    bundle = load_bundle(dataset, root, name, version)
+    frame = pd.DataFrame(bundle.tracks)
+    for column in ("artist", "group"):
+        if column not in frame:
+            frame[column] = None
+    frame["group"] = frame["group"].fillna("unknown")
+    frame["artist"] = frame["artist"].fillna("")
+    frame["cluster"] = np.asarray(bundle.labels, dtype=int)
+    frame["x"] = bundle.coords[:, 0]
+    frame["y"] = bundle.coords[:, 1]
+    for column in ("title", "artist", "group"):  # hover text, escaped once here rather than per figure
+        frame[f"{column}_html"] = [html.escape(str(v)) for v in frame[column]]
+    return frame[["id", "title", "artist", "group", "cluster", "x", "y", "path", "title_html", "artist_html", "group_html"]]
+
+
+def tracks_of(ctx: Context, name: Optional[str] = None) -> pd.DataFrame:
+    name = name or ctx.model
+    return track_table(ctx.dataset, str(ctx.root), name, ctx.version(name))
+
+
+@st.cache_data(show_spinner="Computing the spectrogram…", max_entries=64)
+def collection_mel(path: str, fingerprint: str, _config: FeatureConfig) -> np.ndarray:
+    """Log-mel (dB) of a collection track, computed by the core and cached."""
+    from musiclust.features import compute_features
+
+    return compute_features(Path(path), _config).mel_db
+
+
+def mel_of(bundle, path: str) -> np.ndarray:
+    return collection_mel(path, bundle.feature_config.fingerprint(), bundle.feature_config)
+
+
+@st.cache_data(show_spinner="Rendering audio from the spectrogram (Griffin-Lim)…", max_entries=64)
+def sonified(key: tuple, _mel_db: np.ndarray, _config: FeatureConfig) -> np.ndarray:
+    """Audio from a dB log-mel; ``key`` names what the mel is (track, model, version) for the cache."""
+    from musiclust.service import sonify
+
+    return sonify(_mel_db, _config)
+
+
+def label_for_track(bundle, group: Optional[str], cluster: int) -> tuple[int, str]:
+    """The label a conditioned decoder gets for a collection track: its own group when known."""
+    if group in bundle.label_names:
+        return bundle.label_names.index(group), f"its group, “{group}”"
+    label = bundle.default_label(cluster)
+    return label, f"“{bundle.label_names[label]}”, the majority group of its cluster {cluster} (its own group is unknown)"
+
+
+# --- playback ----------------------------------------------------------------------------------
+def play_file(path: str) -> None:
+    p = Path(path)
+    if not p.is_file():
+        st.caption(f"(audio file missing: {p.name})")
+        return
+    st.audio(str(p), format=AUDIO_MIME.get(p.suffix.lower(), "audio/wav"))
+
+
+def play_array(audio: np.ndarray, config: FeatureConfig) -> None:
+    st.audio(np.asarray(audio, dtype=np.float32), sample_rate=config.sample_rate)
+
+
+# --- playlists ---------------------------------------------------------------------------------
+def m3u_playlist(rows: pd.DataFrame) -> str:
+    lines = ["#EXTM3U"]
+    for title, artist, path in zip(rows["title"], rows["artist"], rows["path"]):
+        name = f"{artist} - {title}" if artist else str(title)
+        lines.append(f"#EXTINF:-1,{' '.join(name.splitlines())}")
+        lines.append(str(Path(path).resolve()))
+    return "\n".join(lines) + "\n"
+
+
+def csv_playlist(rows: pd.DataFrame) -> str:
+    out = io.StringIO()
+    frame = rows[["id", "title", "artist", "group", "cluster", "path"]].copy()
+    frame["path"] = [str(Path(p).resolve()) for p in frame["path"]]
+    frame.to_csv(out, index=False, quoting=csv.QUOTE_MINIMAL)
+    return out.getvalue()
+
+
+def playlist_buttons(rows: pd.DataFrame, stem: str, key: str) -> None:
+    a, b = st.columns(2)
+    a.download_button("Download M3U playlist", m3u_playlist(rows), file_name=f"{stem}.m3u", mime="audio/x-mpegurl",
+                      key=f"{key}_m3u", width="stretch", icon=":material/queue_music:")
+    b.download_button("Download CSV", csv_playlist(rows), file_name=f"{stem}.csv", mime="text/csv",
+                      key=f"{key}_csv", width="stretch", icon=":material/table:")
+
+
+# --- figures -----------------------------------------------------------------------------------
+def colour_for(i: int) -> str:
+    return CLUSTER_COLOURS[i % len(CLUSTER_COLOURS)]
+
+
+def map_figure(frame: pd.DataFrame, colour_by: str = "cluster", marker_size: int = 6, height: int = 560,
+               upload: Optional[tuple[float, float]] = None, upload_name: str = "your track") -> go.Figure:
+    """The collection's UMAP map, one WebGL trace per colour (no per-point Python loop); ids in ``customdata``."""
+    values = frame[colour_by].to_numpy()
+    custom = np.column_stack([
+        frame["id"].to_numpy(dtype=object),
+        frame["title_html"].to_numpy(dtype=object),
+        frame["artist_html"].to_numpy(dtype=object),
+        frame["group_html"].to_numpy(dtype=object),
+        frame["cluster"].to_numpy(dtype=object),
+    ])
+    xs, ys = frame["x"].to_numpy(), frame["y"].to_numpy()
+    fig = go.Figure()
+    levels = sorted(pd.unique(values), key=lambda v: (isinstance(v, str), v))
+    for i, level in enumerate(levels):
+        mask = values == level
+        name = f"cluster {level}" if colour_by == "cluster" else str(level)
+        fig.add_trace(go.Scattergl(
+            x=xs[mask], y=ys[mask], mode="markers", name=html.escape(name), customdata=custom[mask],
+            marker=dict(size=marker_size, color=colour_for(int(level) if colour_by == "cluster" else i), opacity=0.8,
+                        line=dict(width=0)),
+            hovertemplate="<b>%{customdata[1]}</b><br>%{customdata[2]}<br>group: %{customdata[3]} · cluster %{customdata[4]}<extra></extra>",
+        ))
+    if upload is not None:
+        fig.add_trace(go.Scattergl(
+            x=[upload[0]], y=[upload[1]], mode="markers+text", name=upload_name, text=[upload_name],
+            textposition="top center", marker=dict(symbol="star", size=20, color="#111111", line=dict(width=2, color="white")),
+            hovertemplate=f"<b>{html.escape(upload_name)}</b><extra></extra>",
+        ))
+    fig.update_layout(
+        height=height, margin=dict(l=10, r=10, t=30, b=10), legend=dict(itemsizing="constant", title_text=""),
+        xaxis=dict(title="UMAP 1", showticklabels=False, zeroline=False),
+        yaxis=dict(title="UMAP 2", showticklabels=False, zeroline=False), dragmode="pan",
+    )
+    return fig
+
+
+def mel_axis(config: FeatureConfig, n_frames: int) -> tuple[np.ndarray, list[int], list[str]]:
+    """Seconds per frame, and mel-band ticks labelled in Hz."""
+    import librosa
+
+    seconds = np.arange(n_frames) * config.hop_length / config.sample_rate
+    hz = librosa.mel_frequencies(n_mels=config.n_mels, fmin=config.fmin, fmax=config.fmax)
+    ticks = [int(i) for i in np.linspace(0, config.n_mels - 1, 6)]
+    labels = [f"{hz[i] / 1000:.1f} kHz" if hz[i] >= 1000 else f"{hz[i]:.0f} Hz" for i in ticks]
+    return seconds, ticks, labels
+
+
+def mel_trace(mel_db: np.ndarray, config: FeatureConfig, coloraxis: Optional[str] = None, **kw) -> go.Heatmap:
+    seconds, _, _ = mel_axis(config, mel_db.shape[1])
+    extra = {"coloraxis": coloraxis} if coloraxis else {"colorscale": MEL_COLOURSCALE, "colorbar": dict(title="dB")}
+    return go.Heatmap(z=mel_db.astype(np.float32), x=seconds, y=np.arange(mel_db.shape[0]),
+                      hovertemplate="%{x:.2f} s · band %{y}<br>%{z:.1f} dB<extra></extra>", **extra, **kw)
+
+
+def mel_figure(mel_db: np.ndarray, config: FeatureConfig, title: str = "", height: int = 300,
+               zmin: Optional[float] = None, zmax: Optional[float] = None) -> go.Figure:
+    _, ticks, labels = mel_axis(config, mel_db.shape[1])
+    fig = go.Figure(mel_trace(mel_db, config, zmin=zmin, zmax=zmax))
+    fig.update_layout(title=dict(text=title, font=dict(size=14)), height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
+                      xaxis=dict(title="time (s)"), yaxis=dict(title="mel band", tickvals=ticks, ticktext=labels))
+    return fig
+
+
+def db_range(*mels: np.ndarray) -> tuple[float, float]:
+    """One colour scale for several spectrograms: robust min/max over all of them."""
+    values = np.concatenate([m.ravel() for m in mels])
+    return float(np.percentile(values, 0.5)), float(np.percentile(values, 99.9))
+
+
+def file_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+_MD_SPECIAL = set("\\`*_{}[]()#+-.!|<>~$:")
+
+
+def md(text) -> str:
+    """Text from files or people, safe inside Markdown (every Markdown/HTML character escaped)."""
+    return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in " ".join(str(text).split()))
+
+
+def track_line(title, artist, group) -> str:
+    parts = [f"**{md(title)}**"]
+    if artist:
+        parts.append(md(artist))
+    if group and group != "unknown":
+        parts.append(f"_{md(group)}_")
+    return " · ".join(parts)
+
+
+def group_mix_figure(groups: dict, height: int = 180) -> go.Figure:
+    names, counts = list(groups)[:8], list(groups.values())[:8]
+    fig = go.Figure(go.Bar(x=counts[::-1], y=[html.escape(str(n)) for n in names][::-1], orientation="h",
+                           marker_color="#4C78A8", hovertemplate="%{y}: %{x} tracks<extra></extra>"))
+    fig.update_layout(height=max(120, 28 * len(names) + 40), margin=dict(l=10, r=10, t=10, b=10),
+                      xaxis=dict(title="tracks"), yaxis=dict(automargin=True))
+    return fig
+
+
+def cluster_card(bundle, cluster: int, frame: pd.DataFrame, key: str) -> None:
+    """A cluster's size, group mix, top lyric terms and most typical track (playable)."""
+    cards = bundle.meta.get("clusters") or []
+    card = cards[cluster] if 0 <= cluster < len(cards) else None
+    if card is None:
+        st.caption("This checkpoint has no cluster description.")
+        return
+    st.markdown(f"**Cluster {cluster}** · {card.get('size', 0)} tracks · {card.get('with_lyrics', 0)} with lyrics")
+    if card.get("groups"):
+        st.plotly_chart(group_mix_figure(card["groups"]), key=f"{key}_mix", config={"displayModeBar": False})
+    terms = card.get("top_terms") or []
+    st.markdown("**Top lyric terms:** " + (", ".join(md(t) for t in terms) if terms else "_none (no lyrics in this cluster)_"))
+    typical = card.get("typical_track")
+    if typical is not None:
+        rows = frame[frame["id"] == typical]
+        if len(rows):
+            r = rows.iloc[0]
+            st.markdown("**Most typical track** (nearest the centre): " + track_line(r["title"], r["artist"], r["group"]))
+            play_file(r["path"])
+
+
+@st.cache_data(show_spinner="Reconstructing…", max_entries=128)
+def reconstruction(key: tuple, _bundle, _mel_db: np.ndarray, label: Optional[int]) -> np.ndarray:
+    """A model's reconstruction of a log-mel (dB); ``key`` = (data set, model, version, track)."""
+    return _bundle.reconstruct(_mel_db, label)
+
+
+@st.cache_data(show_spinner="Walking the latent space…", max_entries=32)
+def morphed(key: tuple, _bundle, _mel_a: np.ndarray, _mel_b: np.ndarray, steps: int, label: Optional[int]) -> np.ndarray:
+    from musiclust.service import morph
+
+    return morph(_bundle, _mel_a, _mel_b, steps, label)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def upload_cluster(key: tuple, _bundle, _mel_db: np.ndarray, lyrics: Optional[str]) -> int:
+    """The cluster of the last upload under another model (for that model's default decoder label)."""
+    return _bundle.place(_mel_db, lyrics).cluster

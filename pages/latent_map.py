@@ -1,0 +1,74 @@
+"""Latent map: the collection on the model's UMAP map; click a point to hear it, lasso to list tracks."""
+
+import streamlit as st
+
+import app_support as ui
+
+st.title("Latent map")
+st.caption(
+    "Each point is a track of the collection, placed by UMAP from the model's latent space: nearby points sound alike "
+    "to the model. Click a point to play it; draw a box or lasso (toolbar, top right) to list several."
+)
+
+ctx = ui.page_context()
+bundle = ui.require_model(ctx)
+if bundle is None:
+    st.stop()
+
+frame = ui.tracks_of(ctx)
+clusters = sorted(int(c) for c in frame["cluster"].unique())
+a, b = st.columns([1, 3])
+colour_by = a.segmented_control("Colour by", ["cluster", "group"], default="cluster", key="map_colour") or "cluster"
+chosen = b.multiselect("Show clusters", clusters, key="map_clusters", placeholder="all clusters",
+                       format_func=lambda c: f"cluster {c}")
+shown = frame[frame["cluster"].isin(chosen)] if chosen else frame
+
+size = 7 if len(shown) < 1500 else 5 if len(shown) < 5000 else 3
+fig = ui.map_figure(shown, colour_by, marker_size=size, height=600)
+event = st.plotly_chart(
+    fig,
+    on_select="rerun",
+    selection_mode=("points", "box", "lasso"),
+    key=f"map_{ctx.dataset}_{ctx.model}_{ctx.version()}_{colour_by}_{'-'.join(map(str, chosen))}",
+)
+st.caption(f"{len(shown):,} of {len(frame):,} tracks · {bundle.k} clusters · model {ctx.model}")
+
+points = (event.selection.get("points") if event is not None else None) or []
+ids = list(dict.fromkeys(p["customdata"][0] for p in points if p.get("customdata")))
+
+if len(ids) == 1:
+    track_id = ids[0]
+    row = frame[frame["id"] == track_id].iloc[0]
+    st.subheader("Selected track", anchor=False)
+    st.markdown(ui.track_line(row["title"], row["artist"], row["group"]) + f" · cluster {int(row['cluster'])}")
+    ui.play_file(row["path"])
+    spec, near = st.columns([3, 2])
+    with spec:
+        st.markdown("**Mel spectrogram**")
+        try:
+            st.plotly_chart(ui.mel_figure(ui.mel_of(bundle, row["path"]), bundle.feature_config, height=300), key="map_mel")
+        except Exception as exc:  # a collection file changed or vanished since training
+            st.warning(f"The spectrogram could not be computed: {exc}")
+    with near:
+        st.markdown("**Its five nearest tracks**")
+        for n in bundle.neighbours_of(track_id):
+            st.markdown(f"{ui.track_line(n.title, n.artist, n.group)} · distance {n.distance:.2f}")
+            ui.play_file(n.path)
+elif len(ids) > 1:
+    selected = frame.set_index("id").loc[ids].reset_index()
+    st.subheader(f"{len(selected)} tracks selected", anchor=False)
+    st.dataframe(selected[["title", "artist", "group", "cluster"]], hide_index=True, height=min(400, 36 + 35 * len(selected)))
+    ui.playlist_buttons(selected, "musiclust-selection", key="sel")
+else:
+    st.info("Click a point to play that track and see its neighbours, or lasso a region to list its tracks.",
+            icon=":material/touch_app:")
+
+st.divider()
+st.subheader("A cluster as a playlist", anchor=False)
+cluster = st.selectbox("Cluster", clusters, key="playlist_cluster", format_func=lambda c: f"cluster {c}")
+members = frame[frame["cluster"] == cluster]
+cards = bundle.meta.get("clusters") or []
+card = cards[cluster] if cluster < len(cards) else {}
+mix = ", ".join(f"{ui.md(g)} {n}" for g, n in list((card.get("groups") or {}).items())[:4])
+st.caption(f"{len(members)} tracks" + (f" · {mix}" if mix else ""))
+ui.playlist_buttons(members, f"musiclust-cluster-{cluster}", key="cluster")

@@ -1,0 +1,111 @@
+"""Your track: upload a recording (and its lyrics) and see where it lands in the collection."""
+
+import hashlib
+import time
+
+import streamlit as st
+
+import app_support as ui
+from musiclust.errors import MusiclustError
+
+KEEP_ANALYSES = 6
+
+st.title("Your track")
+st.caption(
+    "Upload a recording and, if it has any, its lyrics. The model places it in a cluster, on the map of the "
+    "collection and beside its five nearest tracks. Nothing you upload is stored."
+)
+
+ctx = ui.page_context()
+bundle = ui.require_model(ctx)
+if bundle is None:
+    st.stop()
+
+left, right = st.columns([3, 2])
+with left:
+    upload = st.file_uploader(
+        "Audio file (WAV, FLAC, OGG or MP3)", type=ui.UPLOAD_TYPES, max_upload_size=ui.MAX_UPLOAD_MB, key="upload",
+        help="The middle 30 s of a longer file are used.",
+    )
+with right:
+    lyrics = st.text_area(
+        "Lyrics (optional)", key="lyrics", height=122, max_chars=20_000, placeholder="Paste the words, if the track has any",
+        help="Read by the models that use lyrics (mvae_poe, conv_vae_fusion); the others place the track by its audio alone.",
+    )
+
+if upload is None:
+    st.info("Upload a file to see its cluster, its place on the map and its nearest neighbours.", icon=":material/upload:")
+    st.stop()
+
+data = upload.getvalue()
+digest = ui.file_digest(data)
+version = ctx.version()
+key = (digest, hashlib.sha256(lyrics.encode()).hexdigest(), ctx.dataset, ctx.model, version)
+analyses = st.session_state.setdefault("_analyses", {})
+if key not in analyses:
+    started = time.perf_counter()
+    try:
+        with st.spinner("Listening…"):
+            answer = ctx.service.analyse(ctx.model, data, lyrics or None)
+    except MusiclustError as exc:
+        st.error(f"{upload.name} could not be analysed: {exc}", icon=":material/error:")
+        st.stop()
+    analyses[key] = (answer, time.perf_counter() - started)
+    while len(analyses) > KEEP_ANALYSES:
+        analyses.pop(next(iter(analyses)))
+answer, seconds = analyses[key]
+placement = answer.placement
+st.session_state["last_upload"] = {
+    "name": upload.name, "digest": digest, "bytes": data, "mime": upload.type or "audio/wav",
+    "mel_db": answer.features.mel_db, "lyrics": lyrics or None, "cluster": placement.cluster, "model": ctx.model,
+    "dataset": ctx.dataset,
+}
+
+frame = ui.tracks_of(ctx)
+c = placement.cluster
+ratio = placement.distance_to_centre / placement.cluster_median_distance if placement.cluster_median_distance > 0 else 1.0
+if ratio <= 0.8:
+    fit = "closer to its centre than most of its members: a typical track of this cluster"
+elif ratio <= 1.25:
+    fit = "about as close to its centre as a typical member"
+else:
+    fit = "further from its centre than most members: a borderline fit"
+
+st.success(f"{upload.name} lands in cluster {c}, {fit}.", icon=":material/check_circle:")
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Cluster", c)
+m2.metric("Distance to centre", f"{placement.distance_to_centre:.2f}", help="In the model's standardised latent space")
+m3.metric("Cluster median distance", f"{placement.cluster_median_distance:.2f}", help="Median over the cluster's members")
+m4.metric("Answered in", f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s")
+if lyrics.strip() and not placement.used_lyrics:
+    st.caption(f"{ctx.model} places tracks by their audio alone: the lyrics were not used. Pick mvae_poe or conv_vae_fusion to use them.")
+elif placement.used_lyrics:
+    st.caption("Placed by its audio and its lyrics.")
+
+map_col, card_col = st.columns([3, 2])
+with map_col:
+    st.subheader("On the map")
+    st.caption("The collection's UMAP map coloured by cluster; the star is your track.")
+    fig = ui.map_figure(frame, "cluster", marker_size=5, height=460, upload=placement.coords, upload_name="your track")
+    st.plotly_chart(fig, key="upload_map")
+with card_col:
+    st.subheader(f"Cluster {c}")
+    ui.cluster_card(bundle, c, frame, key="upload_card")
+
+st.subheader("Five nearest tracks")
+st.caption("Nearest in the model's latent space (smaller distance = more alike). Play them to compare.")
+for n in placement.neighbours:
+    text, player = st.columns([2, 3], vertical_alignment="center")
+    row = frame[frame["id"] == n.id]
+    cluster = int(row["cluster"].iloc[0]) if len(row) else "?"
+    text.markdown(f"{ui.track_line(n.title, n.artist, n.group)}  \ncluster {cluster} · distance {n.distance:.2f}")
+    with player:
+        ui.play_file(n.path)
+
+st.subheader("Its mel spectrogram")
+st.caption(f"Log-mel power in dB of the {answer.features.duration:.0f} s the model heard.")
+st.plotly_chart(ui.mel_figure(answer.features.mel_db, bundle.feature_config, height=320), key="upload_mel")
+st.audio(data, format=upload.type or "audio/wav")
+if lyrics.strip():
+    with st.expander("The lyrics you gave"):
+        st.text(lyrics)

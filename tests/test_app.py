@@ -1,0 +1,262 @@
+"""The Streamlit app through ``streamlit.testing.v1.AppTest``: every page renders on real trained models,
+an upload is placed, a corrupt upload changes nothing, a retrain switches the model in, and a second
+retrain while one runs is refused.
+
+The app reads ``MUSICLUST_CHECKPOINTS`` / ``MUSICLUST_DATA`` / ``MUSICLUST_JOBS``; here they point at the
+``trained_checkpoints`` fixture (every model trained briefly on real rendered clips) and a temporary job folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+REPO = Path(__file__).resolve().parents[1]
+APP = str(REPO / "app.py")
+PAGES = ("pages/upload.py", "pages/latent_map.py", "pages/reconstructions.py", "pages/metrics.py")
+TIMEOUT = 180
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Every file under ``root`` (following the version links) -> SHA-256 of its bytes."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def texts(at: AppTest, kind: str) -> list[str]:
+    return [str(e.value) for e in getattr(at, kind)]
+
+
+@pytest.fixture
+def app_env(monkeypatch, trained_checkpoints, real_music_folder, tmp_path):
+    """The app pointed at the tiny trained models (read-only use)."""
+    monkeypatch.setenv("MUSICLUST_CHECKPOINTS", str(trained_checkpoints))
+    monkeypatch.setenv("MUSICLUST_DATA", str(real_music_folder))
+    monkeypatch.setenv("MUSICLUST_JOBS", str(tmp_path / "jobs"))
+    return trained_checkpoints, str(real_music_folder)
+
+
+@pytest.fixture
+def own_env(monkeypatch, trained_checkpoints, real_music_folder, tmp_path):
+    """The app on a private copy of the trained models, for tests that retrain or write reports."""
+    root = tmp_path / "checkpoints"
+    shutil.copytree(trained_checkpoints, root, symlinks=True)
+    monkeypatch.setenv("MUSICLUST_CHECKPOINTS", str(root))
+    monkeypatch.setenv("MUSICLUST_DATA", str(real_music_folder))
+    monkeypatch.setenv("MUSICLUST_JOBS", str(tmp_path / "jobs"))
+    return root, str(real_music_folder), tmp_path / "jobs"
+
+
+def open_app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    if page:
+        at.switch_page(page)
+        at.run()
+    return at
+
+
+def upload(at: AppTest, path: Path, name: str | None = None, data: bytes | None = None) -> AppTest:
+    at.file_uploader[0].set_value((name or path.name, data if data is not None else path.read_bytes(), "audio/wav"))
+    return at.run()
+
+
+# --- every page -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders_on_trained_models(app_env, page):
+    at = open_app(page)
+    no_exception(at)
+    assert at.title, "every page has a title"
+    assert not any("could not be loaded" in t for t in texts(at, "error"))
+    assert at.sidebar.selectbox(key="model_choice").options, "the sidebar lists the trained models"
+
+
+@pytest.mark.skipif(
+    not (REPO / "checkpoints" / "default").is_dir() or not any((REPO / "checkpoints" / "default").iterdir()),
+    reason="the default models are not trained on this machine (python -m musiclust train)",
+)
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders_on_default_models(monkeypatch, tmp_path, page):
+    for name in ("MUSICLUST_CHECKPOINTS", "MUSICLUST_DATA"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MUSICLUST_JOBS", str(tmp_path / "jobs"))
+    at = open_app(page)
+    no_exception(at)
+    assert not texts(at, "error")
+
+
+def test_no_models_says_what_to_run(monkeypatch, tmp_path, real_music_folder):
+    monkeypatch.setenv("MUSICLUST_CHECKPOINTS", str(tmp_path / "empty"))
+    monkeypatch.setenv("MUSICLUST_DATA", str(real_music_folder))
+    monkeypatch.setenv("MUSICLUST_JOBS", str(tmp_path / "jobs"))
+    for page in PAGES:
+        at = open_app(page)
+        no_exception(at)
+        said = " ".join(texts(at, "info") + texts(at, "warning"))
+        assert "python -m musiclust train" in said
+    assert not (tmp_path / "jobs").exists(), "nothing is trained at start-up"
+
+
+def test_reconstructions_play_audio_and_name_the_label(app_env):
+    at = open_app("pages/reconstructions.py")
+    no_exception(at)
+    infos = " ".join(texts(at, "info"))
+    assert "beta_cvae" in infos and "decoder was given" in infos, "the page says which label the conditioned decoder got"
+    at.multiselect(key="recon_models").set_value(["conv_vae"]).run()
+    at.toggle(key="recon_render").set_value(True).run()
+    no_exception(at)
+    assert len(at.get("audio")) >= 3, "the real file, the original via Griffin-Lim and the reconstruction"
+
+
+def test_metrics_page_with_a_report(own_env):
+    from musiclust import checkpoint as ckpt
+    from musiclust.service import Service
+
+    root, dataset, _ = own_env
+    service = Service(dataset, root)
+    rows = []
+    for seed in (0, 1):
+        rows.append({"model": "random", "seed": seed, "silhouette": 0.0, "calinski_harabasz": 1.0, "davies_bouldin": 9.0,
+                     "ari": 0.0, "nmi": 0.01 * seed, "purity": 0.3, "conditioned_on_label": False})
+        for name in service.models():
+            bundle = service.bundle(name)
+            rows.append({"model": name, "seed": seed, **bundle.meta["metrics"], "conditioned_on_label": bundle.conditioned_on_label,
+                         "reconstruction_mse_db": bundle.meta.get("reconstruction_mse_db")})
+    ckpt.save_report(service.root, "evaluation", {"seeds": 2, "rows": rows})
+    at = open_app("pages/metrics.py")
+    no_exception(at)
+    assert any("beta_cvae" in w and "conditioned" in w for w in texts(at, "warning")), "visible note on the conditioned row"
+    assert any("over 2 seeds" in m for m in texts(at, "markdown"))
+    table = at.dataframe[0].value
+    assert {"random", "conv_vae", "beta_cvae ⚠"} <= set(table["model"])
+
+
+# --- upload -------------------------------------------------------------------------------------
+def test_upload_shows_cluster_and_neighbours(app_env, real_clip_paths):
+    at = open_app()
+    no_exception(at)
+    started = time.perf_counter()
+    upload(at, real_clip_paths[0])
+    elapsed = time.perf_counter() - started
+    no_exception(at)
+    assert not texts(at, "error")
+    assert any("lands in cluster" in s for s in texts(at, "success"))
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Cluster"].isdigit()
+    assert any("Five nearest tracks" in h for h in texts(at, "subheader"))
+    assert len(at.get("audio")) >= 5 + 1, "five neighbours playable (plus the typical track / the upload)"
+    assert at.session_state["last_upload"]["name"] == real_clip_paths[0].name
+    print(f"upload answered in {elapsed:.2f} s (AppTest run, model already loaded)")
+
+    started = time.perf_counter()
+    at.run()  # a rerun answers from the session cache
+    assert time.perf_counter() - started < elapsed + 1.0
+    assert any("lands in cluster" in s for s in texts(at, "success"))
+
+
+def test_upload_with_lyrics_is_shown_as_text(app_env, real_clip_paths):
+    at = open_app()
+    at.text_area(key="lyrics").set_value("<script>alert(1)</script> **not bold**").run()
+    upload(at, real_clip_paths[1])
+    no_exception(at)
+    assert "<script>alert(1)</script> **not bold**" in texts(at, "text"), "lyrics shown verbatim as plain text"
+    assert not any("<script>" in m for m in texts(at, "markdown"))
+
+
+def test_corrupt_upload_shows_an_error_and_changes_nothing(app_env, real_clip_paths):
+    root, _ = app_env
+    before = tree_digest(root)
+    at = open_app()
+    upload(at, real_clip_paths[2])
+    good = at.session_state["last_upload"]["digest"]
+    for name, data in (("broken.wav", b"RIFF\x24\x00\x00\x00WAVEfmt garbage" * 10), ("empty.mp3", b""),
+                       ("text.ogg", "not audio at all".encode())):
+        upload(at, real_clip_paths[2], name=name, data=data)
+        no_exception(at)
+        errors = texts(at, "error")
+        assert errors and name in errors[0], errors
+        assert not texts(at, "success"), "a bad file shows the error and nothing else"
+        assert at.session_state["last_upload"]["digest"] == good, "the last good upload is kept"
+    assert tree_digest(root) == before, "checkpoint files are byte-for-byte unchanged"
+
+
+# --- retrain ------------------------------------------------------------------------------------
+def wait_for(predicate, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
+
+
+def start_from_sidebar(at: AppTest, models: list[str], epochs: int) -> AppTest:
+    at.multiselect(key="retrain_models").set_value(models)
+    at.number_input(key="retrain_epochs").set_value(epochs)
+    at.number_input(key="retrain_latent").set_value(8)
+    return at.button(key="retrain_start").click().run()
+
+
+def test_retrain_runs_and_switches_the_model(own_env):
+    from musiclust.jobs import SUCCEEDED, RetrainJobs
+    from musiclust.service import Service
+
+    root, dataset, jobs_dir = own_env
+    service = Service(dataset, root)
+    before = service.version("conv_vae")
+    others = {n: service.version(n) for n in service.models() if n != "conv_vae"}
+    at = open_app()
+    at.selectbox(key="model_choice").set_value("conv_vae").run()
+    assert before in " ".join(texts(at, "caption")), "the sidebar names the version in use"
+    start_from_sidebar(at, ["conv_vae"], 1)
+    no_exception(at)
+    jobs = RetrainJobs(jobs_dir, REPO)
+    assert jobs.status().state in ("running", "succeeded")
+    assert any("Retraining" in (p.proto.text or "") for p in at.get("progress")) or jobs.status().state == SUCCEEDED
+    status = wait_for(lambda: (s := jobs.status()).state != "running" and s, 400, "the retrain to finish")
+    assert status.state == SUCCEEDED, f"{status.state}: {status.message}\n{jobs.log_path.read_text()[-2000:]}"
+    at.run()
+    no_exception(at)
+    after = service.version("conv_vae")
+    assert after != before, "the new checkpoint was switched in"
+    assert {n: service.version(n) for n in others} == others, "models not retrained keep their version"
+    assert any("finished" in s for s in texts(at, "success")), "the outcome is shown"
+    at.switch_page("pages/latent_map.py").run()
+    no_exception(at)
+    assert after in " ".join(texts(at, "caption")), "the sidebar shows the new version in use"
+
+
+def test_second_retrain_is_refused_and_cancel_keeps_the_model(own_env):
+    from musiclust.jobs import RetrainJobs
+    from musiclust.service import Service
+
+    root, dataset, jobs_dir = own_env
+    service = Service(dataset, root)
+    before = {n: service.version(n) for n in service.models()}
+    first, second = open_app(), open_app()  # two browser sessions
+    start_from_sidebar(first, ["basic_vae", "conv_vae"], 200)
+    jobs = RetrainJobs(jobs_dir, REPO)
+    wait_for(jobs.is_running, 30, "the retrain to start")
+    start_from_sidebar(second, ["conv_vae"], 1)
+    no_exception(second)
+    assert any("already running" in w for w in texts(second, "warning")), texts(second, "warning")
+
+    wait_for(lambda: jobs.status().model, 200, "training to begin")
+    first.run()
+    assert first.get("progress"), "the running job shows a progress bar"
+    first.button(key="cancel_retrain").click().run()
+    status = wait_for(lambda: (s := jobs.status()).state != "running" and s, 120, "the cancel to take effect")
+    assert status.state == "cancelled", status.message
+    first.run()
+    no_exception(first)
+    assert any("cancelled" in e for e in texts(first, "error")), "the reason is shown"
+    assert {n: service.version(n) for n in service.models()} == before, "the previous models stay"
