@@ -22,11 +22,12 @@ from musiclust.audio import AudioSource
 from musiclust.bundle import ModelBundle, Placement
 from musiclust.config import FeatureConfig
 from musiclust.data.collection import REPO_ROOT
-from musiclust.errors import ParameterError
+from musiclust.errors import AudioError, CheckpointError, ParameterError
 from musiclust.features import TrackFeatures, compute_features
 
 CHECKPOINTS = REPO_ROOT / "checkpoints"
 MAX_LYRICS_CHARS = 20_000
+MAX_UPLOAD_BYTES = 50 * 2**20  # the app's upload limit (server.maxUploadSize = 50)
 GRIFFIN_LIM_ITERATIONS = 32
 
 
@@ -86,11 +87,36 @@ class Service:
         with self._lock:
             if key not in self._bundles:
                 self._bundles = {k: v for k, v in self._bundles.items() if k[0] != name}
-                self._bundles[key] = ModelBundle.from_checkpoint(ckpt.load(self.root, name))
+                self._bundles[key] = self._load_bundle(name)
             return self._bundles[key]
 
+    def _load_bundle(self, name: str) -> ModelBundle:
+        """The newest version of ``name`` that loads *and* builds its model; ``meta['fallback_reason']`` says
+        why a newer one was skipped. A checkpoint whose files are whole but whose weights do not fit its
+        architecture is skipped too, not only one whose files are damaged."""
+        first_error: Optional[CheckpointError] = None
+        for folder in ckpt.candidates(self.root, name):
+            try:
+                bundle = ModelBundle.from_checkpoint(ckpt.load_version(folder))
+            except CheckpointError as exc:
+                first_error = first_error or exc
+                continue
+            if first_error is not None:
+                bundle.meta["fallback_reason"] = str(first_error)
+            return bundle
+        if first_error is not None:
+            raise first_error
+        return ModelBundle.from_checkpoint(ckpt.load(self.root, name))  # none found: load() says so clearly
+
     def analyse(self, name: str, audio: AudioSource, lyrics: Optional[str] = None, n_neighbours: int = 5) -> UploadAnswer:
-        """Decode, validate and featurize ``audio`` (an upload's bytes or a path), then place it."""
+        """Decode, validate and featurize ``audio`` (an upload's bytes or a path), then place it.
+
+        Bytes larger than ``MAX_UPLOAD_BYTES`` are refused before decoding (the app's upload limit,
+        enforced here too so no caller can bypass it)."""
+        if isinstance(audio, (bytes, bytearray, memoryview)) and len(audio) > MAX_UPLOAD_BYTES:
+            raise AudioError(
+                f"the file is {len(audio) / 2**20:.1f} MB; the upload limit is {MAX_UPLOAD_BYTES / 2**20:.0f} MB"
+            )
         bundle = self.bundle(name)
         features = compute_features(audio, bundle.feature_config)
         placement = bundle.place(features.mel_db, clean_user_lyrics(lyrics), n_neighbours)
