@@ -26,6 +26,12 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 
 AudioSource = Union[str, os.PathLike, bytes, BinaryIO]
 
+MAX_SAMPLE_RATE = 384_000  # above every real recording format; a header claiming more is refused
+MAX_CHANNELS = 64  # more is no music file people have; refused from the header
+MAX_ABS_SAMPLE = 1e3  # float audio 60 dB beyond full scale is garbage (and would overflow the spectrum)
+READ_BLOCK_SAMPLES = 1 << 21  # samples (frames x channels) decoded at once: ~8 MB whatever the channel count
+READ_BLOCK_FRAMES = 1 << 16  # frames per read: a decode error mid-file loses at most this much
+
 
 @dataclass(frozen=True)
 class AudioInfo:
@@ -81,8 +87,10 @@ def audio_info(source: AudioSource) -> AudioInfo:
 
 def _reason(exc: Exception) -> str:
     """libsndfile's message without the Python object repr it embeds."""
-    text = str(exc)
-    return re.sub(r"^Error opening .*?: ", "", text).strip() or type(exc).__name__
+    text = re.sub(r"^Error opening .*?: ", "", str(exc)).strip()
+    if text.startswith("File does not exist or is not a regular file"):  # libsndfile's words for unparseable bytes
+        return "format not recognised, or the data is damaged"
+    return text or type(exc).__name__
 
 
 def _excerpt_start(total_frames: int, want_frames: int) -> int:
@@ -94,24 +102,58 @@ def load_audio(source: AudioSource, config: FeatureConfig = FeatureConfig()) -> 
     """Decode ``source`` to a 1-D float32 array at ``config.sample_rate``, at most ``clip_seconds`` long.
 
     Files longer than the clip length give their central excerpt. Raises :class:`AudioError` for empty,
-    undecodable, too-short, too-long (``max_file_seconds``) or non-finite audio.
+    undecodable, too-short, too-long (``max_file_seconds``), absurd-rate or non-finite audio. Samples are
+    decoded in blocks and mixed to mono block by block, so memory stays bounded whatever the channel count.
+    A file cut short after its header (a partial download) is analysed from the audio that is present.
     """
     name = _describe(source)
     info = audio_info(source)
+    if info.sample_rate > MAX_SAMPLE_RATE:
+        raise AudioError(f"{name} claims a sample rate of {info.sample_rate:,} Hz; at most {MAX_SAMPLE_RATE:,} Hz is supported")
+    if info.channels > MAX_CHANNELS:
+        raise AudioError(f"{name} claims {info.channels} channels; at most {MAX_CHANNELS} are supported")
     if info.duration > config.max_file_seconds:
         raise AudioError(
             f"{name} is {info.duration / 60:.0f} minutes long; the limit is {config.max_file_seconds / 60:.0f} minutes"
         )
     want = int(round(config.clip_seconds * info.sample_rate))
     start = _excerpt_start(info.frames, want)
+    mono = _read_mono(source, start, want, info.channels, name, tolerate=bool(start))
+    if start and len(mono) < min(want, info.frames - start):
+        # The middle the header promised is not there (a truncated file): use what decodes from the start.
+        mono = _read_mono(source, 0, want, info.channels, name, tolerate=False)
+    seconds = len(mono) / info.sample_rate
+    if seconds < config.min_seconds <= info.duration:
+        raise AudioError(
+            f"{name} seems truncated or damaged: its header promises {info.duration:.1f} s of audio, "
+            f"but only {seconds:.2f} s could be decoded"
+        )
+    return prepare_samples(mono, info.sample_rate, config, name=name)
+
+
+def _read_mono(source: AudioSource, start: int, want: int, channels: int, name: str, tolerate: bool) -> np.ndarray:
+    """Up to ``want`` frames from frame ``start``, mixed to mono block by block, ``(n,)`` float32.
+
+    A decoding error after some audio keeps the audio decoded so far (as a player would); an error
+    before any audio raises :class:`AudioError`, or gives an empty array when ``tolerate`` is set.
+    """
+    block = max(1, min(READ_BLOCK_SAMPLES // max(1, channels), READ_BLOCK_FRAMES))
+    parts: list[np.ndarray] = []
+    got = 0
     try:
         with sf.SoundFile(_as_file(source)) as handle:
             if start:
                 handle.seek(start)
-            samples = handle.read(frames=want, dtype="float32", always_2d=True)  # (n, channels)
+            while got < want:
+                chunk = handle.read(frames=min(block, want - got), dtype="float32", always_2d=True)  # (n, channels)
+                if len(chunk) == 0:
+                    break
+                parts.append(chunk.mean(axis=1, dtype=np.float32) if chunk.shape[1] > 1 else chunk[:, 0].copy())
+                got += len(chunk)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise AudioError(f"{name} could not be decoded: {_reason(exc)}") from None
-    return prepare_samples(samples, info.sample_rate, config, name=name)
+        if not parts and not tolerate:
+            raise AudioError(f"{name} could not be decoded: {_reason(exc)}") from None
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
 
 def prepare_samples(samples: np.ndarray, sample_rate: int, config: FeatureConfig = FeatureConfig(), name: str = "audio") -> np.ndarray:
@@ -130,6 +172,9 @@ def prepare_samples(samples: np.ndarray, sample_rate: int, config: FeatureConfig
         raise AudioError(f"{name} holds no audio samples")
     if not np.isfinite(samples).all():
         raise AudioError(f"{name} contains NaN or infinite sample values")
+    peak = float(np.max(np.abs(samples)))
+    if peak > MAX_ABS_SAMPLE:
+        raise AudioError(f"{name} holds sample values up to {peak:.3g}, far beyond full scale (1.0): it is not usable audio")
     mono = samples.astype(np.float32, copy=False).mean(axis=1)  # (n,)
     seconds = mono.shape[0] / sample_rate
     if seconds < config.min_seconds:

@@ -22,7 +22,7 @@ import numpy as np
 
 from musiclust.audio import AudioSource, load_audio
 from musiclust.config import FeatureConfig
-from musiclust.errors import MusiclustError, ParameterError
+from musiclust.errors import AudioError, MusiclustError, ParameterError
 
 ProgressFn = Callable[[int, int], None]
 
@@ -94,7 +94,10 @@ def compute_features(source: AudioSource, config: FeatureConfig = FeatureConfig(
     """Decode, validate and featurize one file or upload (raises :class:`AudioError` on bad audio)."""
     y = load_audio(source, config)
     mel = log_mel(y, config)
-    return TrackFeatures(mel, mfcc_statistics(mel, config.n_mfcc), len(y) / config.sample_rate)
+    stats = mfcc_statistics(mel, config.n_mfcc)
+    if not (np.isfinite(mel).all() and np.isfinite(stats).all()):  # defence in depth: never hand NaN to a model
+        raise AudioError("the audio's spectrum is not finite (sample values far beyond full scale?)")
+    return TrackFeatures(mel, stats, len(y) / config.sample_rate)
 
 
 def content_hash(path: Path) -> str:
@@ -138,10 +141,14 @@ class FeatureStore:
                 duration = float(data["duration"])
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        except (OSError, ValueError, TypeError, KeyError, EOFError, MemoryError, zipfile.BadZipFile):
             return None  # truncated or corrupt: recompute
         if mel.ndim != 2 or mel.shape[0] != self.config.n_mels or stats.shape != (4 * self.config.n_mfcc,):
             return None
+        if mel.dtype != np.float32 or stats.dtype != np.float32 or mel.shape[1] == 0:
+            return None  # written by something else: recompute
+        if not (np.isfinite(mel).all() and np.isfinite(stats).all() and np.isfinite(duration) and duration > 0):
+            return None  # a crafted or bit-rotted entry: never hand NaN/Inf to a model
         return TrackFeatures(mel, stats, duration)
 
     def _write(self, entry: Path, features: TrackFeatures) -> None:
