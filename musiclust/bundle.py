@@ -225,6 +225,11 @@ class ModelBundle:
     def from_checkpoint(cls, checkpoint: ckpt.Checkpoint) -> "ModelBundle":
         meta, arrays = checkpoint.meta, checkpoint.arrays
         where = checkpoint.path.name if checkpoint.path else meta.get("model", "?")
+        broken = sorted(
+            k for k, v in {**checkpoint.weights, **arrays}.items() if np.asarray(v).dtype.kind in "fc" and not np.isfinite(v).all()
+        )
+        if broken:  # a model that would place every track at NaN: corrupt, never served
+            raise CheckpointError(f"checkpoint {where} holds NaN/Inf values in {', '.join(broken[:3])}: it is corrupt")
         try:
             model = build_model(meta["architecture"], meta["model_config"])
             state = {k: torch.from_numpy(np.array(v)) for k, v in checkpoint.weights.items()}

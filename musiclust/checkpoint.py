@@ -12,6 +12,7 @@ The previous version is kept, so a checkpoint that turns out unloadable can fall
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -20,7 +21,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional, TypeVar
 
 import numpy as np
 from safetensors import SafetensorError
@@ -34,6 +35,9 @@ WEIGHTS = "weights.safetensors"
 ARRAYS = "arrays.safetensors"
 KEEP_VERSIONS = 2
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
+LOAD_ATTEMPTS = 3  # a save that switches versions while a reader reads: the reader reads again
+STALE_STAGING_SECONDS = 3600
+T = TypeVar("T")
 
 
 @dataclass
@@ -89,13 +93,15 @@ def save(root: Path, name: str, checkpoint: Checkpoint) -> Path:
     versions = root / ".versions" / name
     versions.mkdir(parents=True, exist_ok=True)
     version = versions / f"v{time.time_ns()}"  # sorts by creation time
-    staging = versions / f".staging-{version.name}"
+    staging = versions / f".staging-{version.name}-{os.getpid()}"  # the pid lets a later save clear it if we die
     staging.mkdir()
     try:
         meta = dict(checkpoint.meta, format_version=FORMAT_VERSION, name=name, saved_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-        meta.setdefault("versions", library_versions())
+        if "versions" not in meta:  # (not setdefault: that imports torch and sklearn on every save)
+            meta["versions"] = library_versions()
         _write_file(staging / WEIGHTS, lambda p: save_numpy(_contiguous(checkpoint.weights), str(p)))
         _write_file(staging / ARRAYS, lambda p: save_numpy(_contiguous(checkpoint.arrays), str(p)))
+        meta["files"] = {part: _sha256(staging / part) for part in (WEIGHTS, ARRAYS)}  # checked on load
         _write_file(staging / MANIFEST, lambda p: p.write_text(json.dumps(meta, indent=1, default=_json_default)))
         _fsync_dir(staging)
         os.rename(staging, version)
@@ -127,11 +133,39 @@ def _json_default(value):
 
 
 def _prune(versions: Path, keep: Path) -> None:
-    """Keep the newest ``KEEP_VERSIONS`` versions (the current one and its fallback)."""
+    """Keep the newest ``KEEP_VERSIONS`` versions (the current one and its fallback), and clear the
+    staging folders of saves whose process died (killed mid-save): they are never read, only litter."""
     done = sorted((p for p in versions.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
     for old in done[:-KEEP_VERSIONS]:
         if old != keep:
             shutil.rmtree(old, ignore_errors=True)
+    for staging in versions.glob(".staging-*"):
+        if _abandoned(staging):
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _abandoned(staging: Path) -> bool:
+    pid = staging.name.rsplit("-", 1)[-1]
+    if pid.isdigit() and pid != str(os.getpid()):
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    try:
+        return time.time() - staging.stat().st_mtime > STALE_STAGING_SECONDS
+    except FileNotFoundError:
+        return False
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def load_version(folder: Path) -> Checkpoint:
@@ -145,9 +179,12 @@ def load_version(folder: Path) -> Checkpoint:
         raise CheckpointError(f"checkpoint {folder.name}: {MANIFEST} is corrupt ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"checkpoint {folder.name}: unknown format (expected format_version {FORMAT_VERSION})")
+    files = meta.get("files")
     parts = {}
     for part in (WEIGHTS, ARRAYS):
         try:
+            if isinstance(files, dict) and part in files and _sha256(folder / part) != files[part]:
+                raise CheckpointError(f"checkpoint {folder.name}: {part} is corrupt (its SHA-256 does not match the manifest)")
             parts[part] = load_numpy(str(folder / part))
         except FileNotFoundError:
             raise CheckpointError(f"checkpoint {folder.name}: {part} is missing") from None
@@ -167,23 +204,31 @@ def candidates(root: Path, name: str) -> list[Path]:
     return ordered
 
 
-def load(root: Path, name: str, fallback: bool = True) -> Checkpoint:
+def load(root: Path, name: str, fallback: bool = True, build: Optional[Callable[[Checkpoint], T]] = None):
     """Load checkpoint ``name``; if the current version is damaged and ``fallback`` is set, the newest
-    older version that loads is used instead and ``meta['fallback_reason']`` says why."""
-    found = candidates(root, name)
-    if not found:
-        raise CheckpointError(f"no checkpoint named {name!r} in {root} (train one: python -m musiclust train)")
-    first_error = None
-    for folder in found if fallback else found[:1]:
-        try:
-            checkpoint = load_version(folder)
-        except CheckpointError as exc:
-            first_error = first_error or exc
-            continue
-        if first_error is not None:
-            checkpoint.meta["fallback_reason"] = str(first_error)
-        return checkpoint
-    raise first_error
+    older version that loads is used instead and ``meta['fallback_reason']`` says why.
+
+    ``build`` (e.g. ``ModelBundle.from_checkpoint``) turns a loaded checkpoint into what the caller
+    serves; a :class:`CheckpointError` from it (weights that do not fit the architecture) falls back
+    too, and its result is returned. If a concurrent save switches and prunes versions while this
+    reads, the read starts again from the new current version.
+    """
+    for attempt in range(LOAD_ATTEMPTS):
+        found = candidates(root, name)
+        if not found:
+            raise CheckpointError(f"no checkpoint named {name!r} in {root} (train one: python -m musiclust train)")
+        first_error = None
+        for folder in found if fallback else found[:1]:
+            try:
+                checkpoint = load_version(folder)
+                if first_error is not None:
+                    checkpoint.meta["fallback_reason"] = str(first_error)
+                return build(checkpoint) if build is not None else checkpoint
+            except CheckpointError as exc:
+                first_error = first_error or exc
+        if attempt + 1 < LOAD_ATTEMPTS and candidates(root, name) != found:
+            continue  # a save switched versions under us: what we tried may have been pruned
+        raise first_error
 
 
 def available(root: Path) -> list[str]:

@@ -22,7 +22,7 @@ from musiclust.audio import AudioSource
 from musiclust.bundle import ModelBundle, Placement
 from musiclust.config import FeatureConfig
 from musiclust.data.collection import REPO_ROOT
-from musiclust.errors import AudioError, CheckpointError, ParameterError
+from musiclust.errors import AudioError, ParameterError
 from musiclust.features import TrackFeatures, compute_features
 
 CHECKPOINTS = REPO_ROOT / "checkpoints"
@@ -94,19 +94,7 @@ class Service:
         """The newest version of ``name`` that loads *and* builds its model; ``meta['fallback_reason']`` says
         why a newer one was skipped. A checkpoint whose files are whole but whose weights do not fit its
         architecture is skipped too, not only one whose files are damaged."""
-        first_error: Optional[CheckpointError] = None
-        for folder in ckpt.candidates(self.root, name):
-            try:
-                bundle = ModelBundle.from_checkpoint(ckpt.load_version(folder))
-            except CheckpointError as exc:
-                first_error = first_error or exc
-                continue
-            if first_error is not None:
-                bundle.meta["fallback_reason"] = str(first_error)
-            return bundle
-        if first_error is not None:
-            raise first_error
-        return ModelBundle.from_checkpoint(ckpt.load(self.root, name))  # none found: load() says so clearly
+        return ckpt.load(self.root, name, build=ModelBundle.from_checkpoint)
 
     def analyse(self, name: str, audio: AudioSource, lyrics: Optional[str] = None, n_neighbours: int = 5) -> UploadAnswer:
         """Decode, validate and featurize ``audio`` (an upload's bytes or a path), then place it.

@@ -1,0 +1,454 @@
+"""Faults tried for real, on real trained checkpoints and real feature-cache entries.
+
+- SIGKILL while a *real* model checkpoint is being saved, 20 times, each kill timed to land inside a
+  save: the version in use always loads whole, without falling back (``tests/test_checkpoint.py``
+  does the same on toy checkpoints; this one times the kills and uses a served model);
+- truncated, bit-flipped, NaN-holding and wrong-architecture checkpoints: a clear error, and the
+  service (and so the app) falls back to the last good version, which answers as before;
+- a training run whose loss becomes NaN, through the app's own background retrain: aborted, the
+  previous models kept byte for byte, the reason shown in the page;
+- a feature-cache entry cut short at every kind of point, or crafted: recomputed, never trusted;
+- checkpoint and cache files crafted to run code on load (pickle payloads): refused, nothing runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from musiclust import checkpoint as ckpt
+from musiclust.bundle import ModelBundle
+from musiclust.errors import CheckpointError
+from musiclust.features import FeatureStore, compute_features
+from musiclust.service import Service, dataset_slug
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = "conv_vae_fusion"  # the largest checkpoint: a conv VAE plus fusion state
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+class Pickled:
+    """Unpickling this creates ``marker``: proof that a loader ran code."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+@pytest.fixture(scope="module")
+def source(trained_checkpoints, real_music_folder):
+    """(dataset spec, checkpoints root, model folder) of the trained fixture models (read-only)."""
+    slug = dataset_slug(str(real_music_folder))
+    return str(real_music_folder), trained_checkpoints, trained_checkpoints / slug
+
+
+@pytest.fixture
+def two_versions(source, tmp_path):
+    """A private checkpoints root where MODEL has a good previous version and a current one to damage."""
+    dataset, _, folder = source
+    root = tmp_path / "checkpoints"
+    model_root = root / dataset_slug(dataset)
+    good = ckpt.load(folder, MODEL, fallback=False)
+    good.meta["which"] = "previous"
+    previous = ckpt.save(model_root, MODEL, good)
+    good.meta["which"] = "current"
+    current = ckpt.save(model_root, MODEL, good)
+    return dataset, root, model_root, previous, current
+
+
+# --- SIGKILL mid-save ---------------------------------------------------------------------------
+SAVER = textwrap.dedent(
+    r"""
+    import sys, time
+    from musiclust import checkpoint as ckpt
+    source, root, name = sys.argv[1:4]
+    checkpoint = ckpt.load(source, name, fallback=False)
+    print("ready", flush=True)
+    i = 0
+    while True:
+        i += 1
+        checkpoint.meta["save_index"] = i
+        print(f"saving {i} {time.perf_counter()}", flush=True)
+        ckpt.save(root, name, checkpoint)
+        print(f"saved {i} {time.perf_counter()}", flush=True)
+    """
+)
+
+
+def test_sigkill_mid_save_of_a_real_model_20_times(source, tmp_path):
+    dataset, _, folder = source
+    expected = ckpt.load(folder, MODEL, fallback=False)
+    root = tmp_path / "checkpoints"
+    model_root = root / dataset_slug(dataset)
+    shutil.copytree(folder, model_root, symlinks=True)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    rng = np.random.default_rng(20)
+    save_seconds: list[float] = []
+    mid_save = 0
+    survived = 0
+    for trial in range(20):
+        proc = subprocess.Popen([sys.executable, "-c", SAVER, str(folder), str(model_root), MODEL],
+                                stdout=subprocess.PIPE, env=env, text=True)
+        try:
+            assert proc.stdout.readline().strip() == "ready"
+            # let a random number of whole saves pass, then kill at a random point inside the next one
+            for _ in range(int(rng.integers(0, 3))):
+                start = float(proc.stdout.readline().split()[2])
+                save_seconds.append(float(proc.stdout.readline().split()[2]) - start)
+            line = proc.stdout.readline().split()
+            assert line[0] == "saving"
+            typical = float(np.median(save_seconds)) if save_seconds else 0.02
+            time.sleep(float(rng.uniform(0.0, 0.9 * typical)))
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            rest = proc.communicate()[0]
+        mid_save += not rest.strip()  # no "saved" line after the last "saving": the kill landed inside a save
+
+        # the version in use loads whole, without any fallback, and serves the very same model
+        loaded = ckpt.load(model_root, MODEL, fallback=False)
+        assert set(loaded.weights) == set(expected.weights)
+        for key, value in expected.weights.items():
+            np.testing.assert_array_equal(loaded.weights[key], value)
+        for key, value in expected.arrays.items():
+            np.testing.assert_array_equal(loaded.arrays[key], value)
+        bundle = Service(dataset, root).bundle(MODEL)
+        assert "fallback_reason" not in bundle.meta
+        survived += 1
+    stale = list((root / dataset_slug(dataset) / ".versions" / MODEL).glob(".staging-*"))
+    ckpt.save(model_root, MODEL, expected)  # one good save clears what the killed ones left
+    left = list((root / dataset_slug(dataset) / ".versions" / MODEL).glob(".staging-*"))
+    print(f"\nSIGKILL: {survived}/20 survived, {mid_save} landed inside a save "
+          f"(median save {1000 * np.median(save_seconds or [0]):.0f} ms), {len(stale)} staging folders left, {len(left)} after a save")
+    assert survived == 20
+    assert mid_save >= 10, f"only {mid_save} of 20 kills landed inside a save: the test did not test much"
+    assert not left, "staging folders of killed saves are cleared by the next save"
+    assert len(ckpt.candidates(model_root, MODEL)) <= ckpt.KEEP_VERSIONS
+
+
+# --- damaged checkpoints: clear error, fallback to the last good one --------------------------------
+def _flip_byte(path: Path, where: float) -> None:
+    data = bytearray(path.read_bytes())
+    data[int(len(data) * where)] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+def _rewrite_manifest(folder: Path, change) -> None:
+    meta = json.loads((folder / ckpt.MANIFEST).read_text())
+    change(meta)
+    (folder / ckpt.MANIFEST).write_text(json.dumps(meta))
+
+
+def _nan_weights_with_matching_digest(folder: Path) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    weights = load_file(str(folder / ckpt.WEIGHTS))
+    key = sorted(k for k in weights if weights[k].dtype.kind == "f")[0]
+    weights[key] = weights[key].copy()
+    weights[key].flat[0] = np.nan
+    save_file(weights, str(folder / ckpt.WEIGHTS))
+    _rewrite_manifest(folder, lambda m: m["files"].update({ckpt.WEIGHTS: hashlib.sha256((folder / ckpt.WEIGHTS).read_bytes()).hexdigest()}))
+
+
+def _other_architecture(meta: dict) -> None:
+    meta["architecture"] = "basic_vae"
+
+
+def _other_latent(meta: dict) -> None:
+    meta["model_config"]["latent_dim"] = meta["model_config"]["latent_dim"] * 2
+
+
+def _fewer_tracks(meta: dict) -> None:
+    meta["tracks"] = meta["tracks"][:-1]
+
+
+def _unknown_architecture(meta: dict) -> None:
+    meta["architecture"] = "os.system"
+
+
+DAMAGE = {
+    "weights truncated": (lambda f: (f / ckpt.WEIGHTS).write_bytes((f / ckpt.WEIGHTS).read_bytes()[:1000]), "truncated or corrupt|SHA-256"),
+    "weights empty": (lambda f: (f / ckpt.WEIGHTS).write_bytes(b""), "truncated or corrupt|SHA-256"),
+    "arrays cut in half": (lambda f: (f / ckpt.ARRAYS).write_bytes((f / ckpt.ARRAYS).read_bytes()[: (f / ckpt.ARRAYS).stat().st_size // 2]), "truncated or corrupt|SHA-256"),
+    "one bit flipped in the weights' data": (lambda f: _flip_byte(f / ckpt.WEIGHTS, 0.7), "SHA-256 does not match"),
+    "one bit flipped in the arrays' data": (lambda f: _flip_byte(f / ckpt.ARRAYS, 0.9), "SHA-256 does not match"),
+    "manifest cut short": (lambda f: (f / ckpt.MANIFEST).write_text((f / ckpt.MANIFEST).read_text()[:200]), "manifest.json is corrupt"),
+    "manifest missing": (lambda f: (f / ckpt.MANIFEST).unlink(), "no manifest.json"),
+    "manifest not UTF-8": (lambda f: (f / ckpt.MANIFEST).write_bytes(b"\xff\xfe\x00garbage"), "manifest.json is corrupt"),
+    "NaN weights (digest matches)": (_nan_weights_with_matching_digest, "NaN/Inf"),
+    "another architecture": (lambda f: _rewrite_manifest(f, _other_architecture), "does not match its architecture"),
+    "another latent size": (lambda f: _rewrite_manifest(f, _other_latent), "does not match its architecture"),
+    "an unknown architecture": (lambda f: _rewrite_manifest(f, _unknown_architecture), "invalid|does not match|unknown"),
+    "track list and arrays disagree": (lambda f: _rewrite_manifest(f, _fewer_tracks), "inconsistent"),
+    "manifest lacks a field": (lambda f: _rewrite_manifest(f, lambda m: m.pop("tfidf")), "lacks 'tfidf'"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_damaged_checkpoint_falls_back_to_the_last_good_one(two_versions, real_clip_paths, damage):
+    dataset, root, model_root, previous, current = two_versions
+    reference = Service(dataset, root).analyse(MODEL, real_clip_paths[3]).placement
+    harm, message = DAMAGE[damage]
+    harm(current)
+
+    # alone, the damaged version is a clear CheckpointError, never another exception
+    with pytest.raises(CheckpointError, match=message) as info:
+        ckpt.load(model_root, MODEL, fallback=False, build=ModelBundle.from_checkpoint)
+    assert current.name in str(info.value) and len(str(info.value)) < 600
+
+    service = Service(dataset, root)
+    bundle = service.bundle(MODEL)
+    assert bundle.meta["which"] == "previous", "the last good version is served"
+    assert current.name in bundle.meta["fallback_reason"]
+    answer = service.analyse(MODEL, real_clip_paths[3]).placement
+    assert answer.cluster == reference.cluster and answer.coords == pytest.approx(reference.coords)
+    assert service.version(MODEL) == current.name, "the damaged version is not deleted: evidence stays"
+
+
+def test_no_good_version_left_is_a_clear_error(two_versions):
+    dataset, root, model_root, previous, current = two_versions
+    (current / ckpt.WEIGHTS).write_bytes(b"")
+    _rewrite_manifest(previous, _other_architecture)
+    with pytest.raises(CheckpointError, match=rf"{current.name}.*weights.safetensors"):
+        Service(dataset, root).bundle(MODEL)
+
+
+# --- code on load: refused -----------------------------------------------------------------------
+def _torch_style_zip(marker: Path) -> bytes:
+    """What ``torch.save`` writes (a zip holding ``data.pkl``), with a payload that touches ``marker``."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        archive.writestr("archive/data.pkl", pickle.dumps(Pickled(marker)))
+        archive.writestr("archive/version", "3\n")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("part", [ckpt.WEIGHTS, ckpt.ARRAYS, ckpt.MANIFEST])
+@pytest.mark.parametrize("payload", ["pickle", "torch.save zip"])
+def test_checkpoint_files_crafted_to_run_code_are_refused(two_versions, tmp_path, part, payload):
+    dataset, root, model_root, previous, current = two_versions
+    marker = tmp_path / f"pwned-{part}-{payload.replace(' ', '-')}"
+    data = pickle.dumps(Pickled(marker)) if payload == "pickle" else _torch_style_zip(marker)
+    (current / part).write_bytes(data)
+    with pytest.raises(CheckpointError):
+        ckpt.load(model_root, MODEL, fallback=False, build=ModelBundle.from_checkpoint)
+    bundle = Service(dataset, root).bundle(MODEL)
+    assert bundle.meta["which"] == "previous"
+    assert not marker.exists(), "a crafted checkpoint ran code"
+
+
+def test_no_loader_in_the_code_can_unpickle():
+    """Static guard: nothing in the package or the app loads with pickle, torch.load or allow_pickle."""
+    banned = ("pickle.load", "torch.load(", "allow_pickle=True", "joblib.load", "dill.load", "cloudpickle", "pd.read_pickle")
+    files = [*REPO.joinpath("musiclust").rglob("*.py"), REPO / "app.py", REPO / "app_support.py", *REPO.joinpath("pages").glob("*.py")]
+    hits = [f"{f.relative_to(REPO)}: {b}" for f in files if f.is_file() for b in banned if b in f.read_text(encoding="utf-8")]
+    assert not hits, hits
+
+
+# --- feature cache -------------------------------------------------------------------------------
+@pytest.fixture
+def store(tmp_path, real_clip_paths):
+    store = FeatureStore(tmp_path / "cache")
+    fresh, cached = store.get(real_clip_paths[0])
+    assert not cached
+    (entry,) = list((tmp_path / "cache").rglob("*.npz"))
+    return store, real_clip_paths[0], entry, fresh
+
+
+def _assert_recomputed(store, path, entry, fresh):
+    again, cached = store.get(path)
+    assert not cached, "a damaged cache entry was trusted"
+    np.testing.assert_array_equal(again.mel_db, fresh.mel_db)
+    np.testing.assert_array_equal(again.mfcc_stats, fresh.mfcc_stats)
+    assert store.get(path)[1], "the recomputed entry is written back whole"
+
+
+def test_cache_entry_cut_short_anywhere_is_recomputed(store):
+    store, path, entry, fresh = store
+    whole = entry.read_bytes()
+    with zipfile.ZipFile(io.BytesIO(whole)) as archive:
+        offsets = sorted({0, 4, 30, *(i.header_offset + d for i in archive.infolist() for d in (0, 20, 60, 200)), len(whole) - 22, len(whole) - 1})
+    for cut in [c for c in offsets if 0 <= c < len(whole)]:
+        entry.write_bytes(whole[:cut])
+        _assert_recomputed(store, path, entry, fresh)
+    assert len(offsets) > 8
+
+
+def test_crafted_cache_entries_are_recomputed_and_run_nothing(store, tmp_path):
+    store, path, entry, fresh = store
+    marker = tmp_path / "pwned-cache"
+    nan_mel = fresh.mel_db.copy()
+    nan_mel[3, 5] = np.nan
+
+    def npz(**arrays) -> bytes:
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        return buf.getvalue()
+
+    huge_header = io.BytesIO()
+    with zipfile.ZipFile(huge_header, "w") as archive:  # an .npy header promising 4 TB of float32
+        header = {"descr": "<f4", "fortran_order": False, "shape": (128, 2**40 // 128)}
+        body = io.BytesIO()
+        np.lib.format.write_array_header_1_0(body, header)
+        archive.writestr("mel_db.npy", body.getvalue() + b"\0" * 64)
+    crafted = {
+        "pickle payload": pickle.dumps(Pickled(marker)),
+        "object array (pickle inside npz)": npz(mel_db=np.array([Pickled(marker)], dtype=object), mfcc_stats=fresh.mfcc_stats, duration=1.0),
+        "NaN in the mel": npz(mel_db=nan_mel, mfcc_stats=fresh.mfcc_stats, duration=fresh.duration),
+        "Inf duration": npz(mel_db=fresh.mel_db, mfcc_stats=fresh.mfcc_stats, duration=np.inf),
+        "duration is an array": npz(mel_db=fresh.mel_db, mfcc_stats=fresh.mfcc_stats, duration=np.arange(3.0)),
+        "float64 mel": npz(mel_db=fresh.mel_db.astype(np.float64), mfcc_stats=fresh.mfcc_stats, duration=fresh.duration),
+        "wrong band count": npz(mel_db=fresh.mel_db[:64], mfcc_stats=fresh.mfcc_stats, duration=fresh.duration),
+        "a bare .npy": _npy(fresh.mel_db),
+        "npy header promising 4 TB": huge_header.getvalue(),
+        "empty file": b"",
+    }
+    for what, data in crafted.items():
+        entry.write_bytes(data)
+        try:
+            _assert_recomputed(store, path, entry, fresh)
+        except Exception as exc:  # name the case
+            raise AssertionError(f"{what}: {exc!r}") from exc
+        assert not marker.exists(), f"{what}: a crafted cache entry ran code"
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def test_cache_is_keyed_by_content_so_a_swapped_file_is_never_served_stale(tmp_path, real_clip_paths):
+    store = FeatureStore(tmp_path / "cache")
+    target = tmp_path / "track.wav"
+    shutil.copy(real_clip_paths[0], target)
+    first, _ = store.get(target)
+    shutil.copy(real_clip_paths[1], target)  # same name and size class, other music
+    second, cached = store.get(target)
+    assert not cached
+    np.testing.assert_array_equal(second.mel_db, compute_features(real_clip_paths[1]).mel_db)
+
+
+# --- a training run whose loss becomes NaN ----------------------------------------------------------
+NAN_INJECTOR = textwrap.dedent(
+    """
+    # Test-only fault injection, loaded by the retrain child through PYTHONPATH: after a few optimizer
+    # steps one weight becomes NaN, so the next loss is NaN (as when a learning rate blows up).
+    import os
+    if os.environ.get("MUSICLUST_TEST_NAN_AFTER"):
+        import torch
+
+        _after = int(os.environ["MUSICLUST_TEST_NAN_AFTER"])
+        _step = torch.optim.Adam.step
+        _count = [0]
+
+        def _poisoned(self, *args, **kwargs):
+            out = _step(self, *args, **kwargs)
+            _count[0] += 1
+            if _count[0] == _after:
+                with torch.no_grad():
+                    self.param_groups[0]["params"][0].view(-1)[0] = float("nan")
+            return out
+
+        torch.optim.Adam.step = _poisoned
+    """
+)
+
+
+def test_nan_loss_during_a_background_retrain_keeps_the_models_and_says_why(source, tmp_path, monkeypatch):
+    from musiclust.jobs import FAILED, RUNNING, RetrainJobs
+
+    dataset, trained, _ = source
+    root = tmp_path / "checkpoints"
+    shutil.copytree(trained, root, symlinks=True)
+    service = Service(dataset, root)
+    versions = {n: service.version(n) for n in service.models()}
+    before = tree_digest(root)
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(NAN_INJECTOR)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(inject), str(REPO)]))
+    monkeypatch.setenv("MUSICLUST_TEST_NAN_AFTER", "3")
+
+    jobs = RetrainJobs(tmp_path / "jobs", REPO)  # exactly what the app's retrain button calls
+    jobs.start(["--data", dataset, "--models", "basic_vae,conv_vae", "--epochs", "3", "--latent-dim", "8",
+                "--checkpoints", str(root)])
+    deadline = time.monotonic() + 240
+    while (status := jobs.status()).state == RUNNING and time.monotonic() < deadline:
+        time.sleep(0.5)
+    log = jobs.log_path.read_text(errors="replace")
+    assert status.state == FAILED, f"{status.state}: {status.message}\n{log[-2000:]}"
+    assert "diverged" in status.message and "nan" in status.message.lower(), status.message
+    assert "previous model" in status.message
+    assert "Traceback" not in log, log[-2000:]
+    assert tree_digest(root) == before, "a failed retrain changed saved models"
+    assert {n: Service(dataset, root).version(n) for n in versions} == versions
+
+    # and the page says why
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("MUSICLUST_CHECKPOINTS", str(root))
+    monkeypatch.setenv("MUSICLUST_DATA", dataset)
+    monkeypatch.setenv("MUSICLUST_JOBS", str(tmp_path / "jobs"))
+    monkeypatch.delenv("MUSICLUST_TEST_NAN_AFTER")
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = " ".join(str(e.value) for e in at.error)
+    assert "Last retrain failed" in shown and "diverged" in shown and "nan" in shown.lower(), shown
+
+
+# --- the app on a damaged current version -----------------------------------------------------------
+@pytest.fixture
+def damaged_app(two_versions, monkeypatch, tmp_path):
+    dataset, root, model_root, previous, current = two_versions  # MODEL is the only model there: the page serves it
+    (current / ckpt.WEIGHTS).write_bytes((current / ckpt.WEIGHTS).read_bytes()[:5000])
+    monkeypatch.setenv("MUSICLUST_CHECKPOINTS", str(root))
+    monkeypatch.setenv("MUSICLUST_DATA", dataset)
+    monkeypatch.setenv("MUSICLUST_JOBS", str(tmp_path / "jobs"))
+    return root, current
+
+
+def test_app_serves_the_last_good_version_of_a_damaged_model(damaged_app, real_clip_paths):
+    from streamlit.testing.v1 import AppTest
+
+    root, current = damaged_app
+    before = tree_digest(root)
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.file_uploader[0].set_value((real_clip_paths[3].name, real_clip_paths[3].read_bytes(), "audio/wav"))
+    at.run()
+    assert not at.exception and not at.error, ([e.value for e in at.exception], [e.value for e in at.error])
+    assert any("lands in cluster" in str(s.value) for s in at.success)
+    assert tree_digest(root) == before, "the app repaired or deleted files on its own"
+
+
+@pytest.mark.xfail(strict=True, reason="app gap reported to the lead: the page does not say it fell back "
+                   "(bundle.meta['fallback_reason'] is never shown)")
+def test_app_says_it_fell_back_and_why(damaged_app):
+    from streamlit.testing.v1 import AppTest
+
+    root, current = damaged_app
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    at.run()
+    notices = " ".join(str(e.value) for kind in ("warning", "info", "error", "caption") for e in getattr(at, kind))
+    assert current.name in notices and "previous" in notices.lower(), notices
