@@ -14,11 +14,13 @@ so their size does not depend on the batch size and the terms of different model
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import MISSING, asdict, dataclass, fields
 from typing import ClassVar
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from musiclust.errors import ParameterError
 
@@ -106,13 +108,14 @@ class BaseVAE(nn.Module, ABC):
         return outputs
 
     def loss_function(self, batch: Batch, outputs: dict[str, torch.Tensor], kl_weight: float = 1.0) -> dict:
-        """Negative ELBO: Gaussian reconstruction NLL + ``kl_weight * beta * KL``.
+        """Negative ELBO: Gaussian reconstruction NLL + ``kl_weight * beta * KL``, each a batch mean.
 
         ``kl_weight`` in [0, 1] is the warm-up factor the training loop ramps to 1; ``"kl"`` is reported
         unweighted so it reads the same during and after warm-up.
         """
-        recon = gaussian_nll(outputs["mel"], batch["mel"])
-        kl = kl_to_standard_normal(outputs["mu"], outputs["logvar"])
+        n = batch["mel"].shape[0]
+        recon = gaussian_nll_sum(outputs["mel"], batch["mel"]) / n
+        kl = kl_sum(outputs["mu"], outputs["logvar"]) / n
         loss = recon + kl_weight * self.config.beta * kl
         return {"loss": loss, "recon_audio": recon, "kl": kl}
 
@@ -127,32 +130,30 @@ class BaseVAE(nn.Module, ABC):
     def reconstruct(self, batch: Batch) -> torch.Tensor:
         """The mel segment decoded from the posterior mean, ``(B, 1, n_mels, frames)``."""
         with _eval_mode(self):
-            return self(batch)["mel"]
+            mu, _ = self.encode(batch)
+            return self.decode(mu, batch)["mel"]
 
 
-class _eval_mode:
-    """Put a module in eval mode for a block and restore its previous mode after (even on error)."""
-
-    def __init__(self, module: nn.Module):
-        self.module = module
-
-    def __enter__(self) -> None:
-        self.was_training = self.module.training
-        self.module.eval()
-
-    def __exit__(self, *exc) -> None:
-        self.module.train(self.was_training)
+@contextmanager
+def _eval_mode(module: nn.Module):
+    """Put ``module`` in eval mode for a block and restore its previous mode after, even on error."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
 
 
-def gaussian_nll(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Unit-variance Gaussian NLL (without the constant): ``0.5 * sum sq. error`` per sample, batch mean.
+def gaussian_nll_sum(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Unit-variance Gaussian NLL without its constant, ``0.5 * squared error``, summed over everything.
 
-    Unit variance matches inputs standardised to ~N(0, 1) per mel band.
+    Unit variance matches inputs standardised to ~N(0, 1) per mel band. Sums (not means) let a model
+    add terms over different subsets of a batch and divide once by the batch size.
     """
-    return 0.5 * (recon - target).pow(2).flatten(1).sum(dim=1).mean()
+    return 0.5 * F.mse_loss(recon, target, reduction="sum")
 
 
-def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """``KL(N(mu, exp(logvar)) || N(0, I))`` summed over latent dimensions, batch mean."""
-    return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean()
-
+def kl_sum(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """``KL(N(mu, exp(logvar)) || N(0, I))`` summed over latent dimensions and samples."""
+    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum()

@@ -1,0 +1,200 @@
+"""The VAEs: shapes, learning on a real(ish) spectrogram batch, the PoE missing-lyrics rule, the registry."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from musiclust.errors import ParameterError
+from musiclust.features import log_mel
+from musiclust.models import MODELS, BetaCVAE, HybridFusion, build_model, config_class, hybrid_embedding, model_name
+
+SR = 22050
+VOCAB = 40
+CONFIGS = {"basic_vae": {}, "conv_vae": {}, "mvae_poe": {"lyrics_dim": VOCAB}, "beta_cvae": {"n_labels": 3}}
+
+
+def synth_clip(group: int, rng: np.random.Generator, seconds: float = 6.0) -> np.ndarray:
+    """Notes of one of three timbres: plucked bright (0), bowed dark (1), noisy percussive (2)."""
+    y, t = np.zeros(int(seconds * SR)), 0.0
+    while t < seconds - 0.5:
+        dur = rng.uniform(0.15, 0.3) if group != 1 else rng.uniform(0.6, 1.2)
+        f0 = 440 * 2 ** ((rng.integers(45, 75) - 69) / 12)
+        n = np.arange(int(dur * SR)) / SR
+        partials = sum(np.sin(2 * np.pi * f0 * k * n) / k ** (1 if group == 0 else 2) for k in range(1, 12) if f0 * k < 9000)
+        env = np.exp(-n * 8) if group != 1 else np.minimum(1, n / 0.2)
+        note = (partials if group != 2 else rng.standard_normal(len(n))) * env
+        start = int(t * SR)
+        y[start : start + len(note)] += note[: len(y) - start]
+        t += dur
+    return (0.5 * y / np.abs(y).max() + 1e-3 * rng.standard_normal(len(y))).astype(np.float32)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: small batches gain nothing from two, and two collapse when the machine is busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def real_segments():
+    """12 synthesised clips in 3 timbre groups as the pipeline shapes them: per-band standardised segments.
+
+    Returns ``{"segments": [(n_i, 128, 128) float32], "labels": (N,) int64}``.
+    """
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 4)
+    mels = [log_mel(synth_clip(int(g), rng)) for g in labels]  # (128, ~259) dB each
+    stacked = np.concatenate(mels, axis=1)
+    mean, std = stacked.mean(axis=1, keepdims=True), stacked.std(axis=1, keepdims=True) + 1e-6
+    segments = []
+    for mel in mels:
+        z = ((mel - mean) / std).astype(np.float32)
+        count = z.shape[1] // 128
+        segments.append(np.ascontiguousarray(z[:, : count * 128].reshape(128, count, 128).transpose(1, 0, 2)))
+    return {"segments": segments, "labels": labels.astype(np.int64)}
+
+
+@pytest.fixture(scope="module")
+def batch(real_segments):
+    """8 segments with lyrics on half the tracks (group-specific words) and labels."""
+    rng = np.random.default_rng(1)
+    tracks = np.array([0, 4, 8, 1, 5, 9, 2, 6])  # all three groups
+    mel = np.stack([real_segments["segments"][t][0] for t in tracks])[:, None]  # (8, 1, 128, 128)
+    labels = real_segments["labels"][tracks]
+    lyrics = np.zeros((8, VOCAB), np.float32)
+    for i, g in enumerate(labels):
+        words = rng.choice(np.arange(g * 12, g * 12 + 16), 6, replace=False)
+        lyrics[i, words] = rng.uniform(0.5, 1.0, 6)
+    lyrics /= np.linalg.norm(lyrics, axis=1, keepdims=True)
+    has = np.arange(8) % 2 == 0
+    lyrics[~has] = 0.0
+    return {
+        "mel": torch.from_numpy(mel),
+        "lyrics": torch.from_numpy(lyrics),
+        "has_lyrics": torch.from_numpy(has),
+        "label": torch.from_numpy(labels),
+    }
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_shapes_and_loss_terms(name, batch):
+    model = build_model(name, CONFIGS[name], seed=0)
+    outputs = model(batch)
+    losses = model.loss_function(batch, outputs)
+    assert losses["loss"].ndim == 0 and all(torch.isfinite(v) for v in losses.values())
+    assert {"loss", "recon_audio", "kl"} <= set(losses)
+    assert ("recon_lyrics" in losses) == (name == "mvae_poe")
+    mu, logvar = model.encode(batch)
+    assert mu.shape == logvar.shape == (8, 32)
+    assert model.embed(batch).shape == (8, 32)
+    assert model.reconstruct(batch).shape == (8, 1, 128, 128)
+    assert model.training  # embed/reconstruct restore the mode they found
+    assert model.conditioned_on_label == (name == "beta_cvae")
+    assert model_name(model) == name
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_loss_falls_on_a_fixed_batch(name, batch):
+    model = build_model(name, CONFIGS[name], seed=0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    torch.manual_seed(0)
+    first = None
+    for _ in range(30):
+        loss = model.loss_function(batch, model(batch))["loss"]
+        first = loss.item() if first is None else first
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.8 * first
+
+
+def test_poe_ignores_lyrics_of_tracks_without_them(batch):
+    model = build_model("mvae_poe", CONFIGS["mvae_poe"], seed=0).eval()
+    mus = []
+    for fill in (0.0, 1.0, float("nan"), 1e6):
+        edited = dict(batch, lyrics=batch["lyrics"].clone())
+        edited["lyrics"][~batch["has_lyrics"]] = fill
+        mus.append(model.embed(edited))
+    missing = ~batch["has_lyrics"]
+    for mu in mus[1:]:
+        assert torch.equal(mu[missing], mus[0][missing])
+    # ... and is exactly the product of the audio expert and the N(0, I) prior expert
+    mu_a, logvar_a = model.audio_expert(batch["mel"])
+    precision = torch.exp(-logvar_a)
+    expected = precision * mu_a / (1 + precision)
+    assert torch.allclose(mus[0][missing], expected[missing], rtol=1e-6, atol=1e-7)
+    # tracks with lyrics do use them, and lyrics-free batches equal audio x prior for everyone
+    assert not torch.allclose(mus[0][~missing], expected[~missing])
+    audio_only = model.embed({"mel": batch["mel"]})
+    assert torch.allclose(audio_only, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_poe_training_step_stays_finite_with_nan_in_missing_lyrics(batch):
+    model = build_model("mvae_poe", CONFIGS["mvae_poe"], seed=0)
+    edited = dict(batch, lyrics=batch["lyrics"].clone())
+    edited["lyrics"][~batch["has_lyrics"]] = float("nan")
+    model.loss_function(edited, model(edited))["loss"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_beta_cvae_encoder_ignores_label_and_decoder_uses_it(batch):
+    model = build_model("beta_cvae", CONFIGS["beta_cvae"], seed=0).eval()
+    assert isinstance(model, BetaCVAE) and model.config.beta == 4.0
+    unlabelled = {"mel": batch["mel"]}
+    assert torch.equal(model.embed(unlabelled), model.embed(batch))
+    z = model.embed(batch)
+    other = dict(batch, label=(batch["label"] + 1) % 3)
+    assert not torch.allclose(model.decode(z, batch)["mel"], model.decode(z, other)["mel"])
+    with pytest.raises(ParameterError, match="label"):
+        model.reconstruct(unlabelled)
+    with pytest.raises(ParameterError, match="label"):
+        model.decode(z, dict(batch, label=batch["label"] + 3))
+
+
+def test_registry_and_config_round_trip():
+    with pytest.raises(ParameterError, match="basic_vae, conv_vae, mvae_poe, beta_cvae"):
+        build_model("transformer", {})
+    with pytest.raises(ParameterError, match="known models"):
+        config_class("nope")
+    with pytest.raises(ParameterError, match="lyrics_dim"):
+        build_model("mvae_poe", {})
+    with pytest.raises(ParameterError, match="unknown"):
+        build_model("conv_vae", {"latent": 8})
+    with pytest.raises(ParameterError, match="multiples"):
+        build_model("conv_vae", {"n_mels": 100})
+    for name, extra in CONFIGS.items():
+        config = config_class(name).from_dict(dict(extra, latent_dim=8))
+        restored = config_class(name).from_dict(json.loads(json.dumps(config.to_dict())))
+        assert restored == config
+        a, b = build_model(name, restored.to_dict(), seed=3), build_model(name, config, seed=3)
+        assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_build_model_seed_leaves_global_rng_alone():
+    state = torch.random.get_rng_state()
+    build_model("conv_vae", {}, seed=1)
+    assert torch.equal(state, torch.random.get_rng_state())
+
+
+def test_hybrid_embedding_blocks_and_missing_lyrics():
+    rng = np.random.default_rng(0)
+    audio = rng.normal(size=(30, 8)).astype(np.float32) * np.linspace(0.01, 3, 8)
+    tfidf = rng.random((30, 50)).astype(np.float32) * (rng.random((30, 50)) < 0.2)
+    has = np.arange(30) % 3 != 0
+    tfidf[~has] = 0.0
+    joined = hybrid_embedding(audio, tfidf, has, weight=0.5)
+    assert joined.shape == (30, 8 + 16) and joined.dtype == np.float32
+    audio_block, lyrics_block = joined[:, :8], joined[:, 8:]
+    assert np.allclose((audio_block**2).sum(axis=1).mean(), 1.0, atol=1e-4)  # unit total variance
+    assert np.allclose((lyrics_block[has] ** 2).sum(axis=1).mean(), 0.25, atol=1e-4)  # weight 0.5 squared
+    assert np.all(lyrics_block[~has] == 0.0)  # no lyrics: the centre of the lyrics block
+    fusion = HybridFusion.fit(audio, tfidf, has, weight=0.5)
+    assert np.allclose(fusion(audio[:3], tfidf[:3], has[:3]), joined[:3], atol=1e-6)  # new tracks, same map
+    with pytest.raises(ParameterError):
+        fusion(audio[:, :4], tfidf, has)
+
