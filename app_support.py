@@ -15,6 +15,7 @@ import hashlib
 import html
 import io
 import os
+import threading
 import time
 import weakref
 from dataclasses import dataclass
@@ -94,6 +95,38 @@ def load_bundle(dataset: str, root: str, name: str, version: str):
 
 
 @st.cache_resource(show_spinner=False)
+def _prewarm(dataset: str, root: str, name: str, version: str) -> threading.Thread:
+    """Load a model and push a short synthetic signal through the upload path in a background thread
+    (plain Python: no Streamlit calls), so the first real upload skips the libraries' one-off start-up."""
+    service = get_service(dataset, root)
+
+    def work() -> None:
+        try:
+            bundle = service.bundle(name)
+            service.analyse(name, _warm_up_wav(bundle.feature_config.sample_rate), None, n_neighbours=1)
+        except Exception:  # noqa: BLE001 - a failed warm-up only means the first upload is slower
+            pass
+
+    thread = threading.Thread(target=work, name=f"musiclust-prewarm-{name}", daemon=True)
+    thread.start()
+    return thread
+
+
+def prewarm(ctx: "Context") -> None:
+    if ctx.model:
+        _prewarm(ctx.dataset, str(ctx.root), ctx.model, ctx.version())
+
+
+def _warm_up_wav(sample_rate: int) -> bytes:
+    import soundfile
+
+    noise = np.random.default_rng(0).normal(0.0, 0.05, int(3.2 * sample_rate)).astype(np.float32)
+    buffer = io.BytesIO()
+    soundfile.write(buffer, noise, sample_rate, format="WAV")
+    return buffer.getvalue()
+
+
+@st.cache_resource(show_spinner=False)
 def get_jobs(state_dir: str, repo_root: str) -> RetrainJobs:
     return RetrainJobs(state_dir=Path(state_dir), repo_root=Path(repo_root))
 
@@ -144,8 +177,8 @@ def context() -> Context:
     return Context(dataset, root, models, model)
 
 
-def require_model(ctx: Context):
-    """The selected model's bundle, or an explanation of what to run (and a button) when there is none."""
+def require_trained(ctx: Context) -> bool:
+    """True when the data set has a trained model; otherwise say what to run and offer the retrain."""
     if ctx.model is None:
         st.info(
             f"No trained model for **{dataset_label(ctx.dataset)}** yet. Train the models from a terminal with "
@@ -154,7 +187,18 @@ def require_model(ctx: Context):
         )
         if st.button("Train the models now", key="empty_state_train", type="primary"):
             start_retrain(ctx, train_args(ctx, ["all"]))
-            st.rerun()
+            refused = st.session_state.pop("_retrain_refused", None)
+            if refused:
+                st.warning(refused)
+            else:
+                st.rerun()
+        return False
+    return True
+
+
+def require_model(ctx: Context):
+    """The selected model's bundle, or an explanation (and a retrain button) when there is none."""
+    if not require_trained(ctx):
         return None
     try:
         return ctx.bundle()
@@ -474,6 +518,11 @@ def playlist_buttons(rows: pd.DataFrame, stem: str, key: str) -> None:
 
 
 # --- figures -----------------------------------------------------------------------------------
+def marker_size(n: int) -> int:
+    """Points big enough to click in a small collection, small enough to see structure in a large one."""
+    return 10 if n < 300 else 7 if n < 1500 else 5 if n < 5000 else 3
+
+
 def colour_for(i: int) -> str:
     return CLUSTER_COLOURS[i % len(CLUSTER_COLOURS)]
 
@@ -585,7 +634,7 @@ def cluster_card(bundle, cluster: int, frame: pd.DataFrame, key: str) -> None:
     if card is None:
         st.caption("This checkpoint has no cluster description.")
         return
-    st.markdown(f"**Cluster {cluster}** · {card.get('size', 0)} tracks · {card.get('with_lyrics', 0)} with lyrics")
+    st.markdown(f"{card.get('size', 0)} tracks · {card.get('with_lyrics', 0)} with lyrics")
     if card.get("groups"):
         st.plotly_chart(group_mix_figure(card["groups"]), key=f"{key}_mix", config={"displayModeBar": False})
     terms = card.get("top_terms") or []

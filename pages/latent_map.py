@@ -23,8 +23,7 @@ chosen = b.multiselect("Show clusters", clusters, key="map_clusters", placeholde
                        format_func=lambda c: f"cluster {c}")
 shown = frame[frame["cluster"].isin(chosen)] if chosen else frame
 
-size = 7 if len(shown) < 1500 else 5 if len(shown) < 5000 else 3
-fig = ui.map_figure(shown, colour_by, marker_size=size, height=600)
+fig = ui.map_figure(shown, colour_by, marker_size=ui.marker_size(len(shown)), height=600)
 event = st.plotly_chart(
     fig,
     on_select="rerun",

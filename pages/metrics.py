@@ -16,6 +16,14 @@ LABELS = {
     "silhouette": "Silhouette", "calinski_harabasz": "Calinski-Harabasz", "davies_bouldin": "Davies-Bouldin",
     "ari": "ARI", "nmi": "NMI", "purity": "Purity",
 }
+def cell(mean, std, seeds) -> str:
+    """mean ± std over the seeds; the mean alone for one seed (no spread to show)."""
+    mean = float(mean)
+    if math.isnan(mean):
+        return "–"
+    return f"{mean:.3f}" if int(seeds) <= 1 else format_mean_std(mean, 0.0 if math.isnan(float(std)) else float(std))
+
+
 KIND_COLOUR = {"baseline": "#BAB0AC", "model": "#4C78A8", "conditioned": "#E45756"}
 
 st.title("Metrics")
@@ -52,7 +60,7 @@ else:
     st.markdown(
         f"Each cell is the **mean ± standard deviation over {n_seeds} seed{'s' if n_seeds != 1 else ''}**"
         + (f" (seeds {', '.join(map(str, seeds))})" if seeds else "")
-        + (" — one seed gives no spread: the ± 0 is not a confidence." if n_seeds == 1 else ".")
+        + (": a single run, so no spread is shown; `python -m musiclust evaluate --save` averages 3 seeds." if n_seeds == 1 else ".")
     )
     conditioned = summary.loc[summary["conditioned_on_label"], "model"].tolist()
     if conditioned:
@@ -64,11 +72,10 @@ else:
         )
     present = [m for m in METRICS if m in summary]
     table = pd.DataFrame({"model": [f"{m} ⚠" if c else m for m, c in zip(summary["model"], summary["conditioned_on_label"])],
-                          "kind": summary["kind"].replace({"conditioned": "model (conditioned)"})})
+                          "kind": summary["kind"]})
     for m in present:
         arrow = "↑" if HIGHER_IS_BETTER[m] else "↓"
-        table[f"{LABELS[m]} {arrow}"] = [format_mean_std(float(v), 0.0 if math.isnan(float(s)) else float(s))
-                                         for v, s in zip(summary[m], summary[f"{m}_std"])]
+        table[f"{LABELS[m]} {arrow}"] = [cell(v, s, n) for v, s, n in zip(summary[m], summary[f"{m}_std"], summary["seeds"])]
     if "reconstruction_mse_db" in summary:
         table["recon. MSE (dB²) ↓"] = [f"{v:.1f}" if pd.notna(v) else "–" for v in summary["reconstruction_mse_db"]]
     table["seeds"] = summary["seeds"].astype(int)
@@ -77,22 +84,25 @@ else:
                "and lyrics TF-IDF (tracks with lyrics only), each clustered with k-means.")
 
     st.subheader("Per metric", anchor=False)
+    st.caption("Grey: baselines · blue: models · red: a model conditioned on the group label. Error bars: ± one standard "
+               "deviation over the seeds.")
     cols = st.columns(3)
     for i, m in enumerate(present):
         fig = go.Figure()
         for kind in ("baseline", "model", "conditioned"):
             part = summary[summary["kind"] == kind]
             if len(part):
+                spread = part[f"{m}_std"].fillna(0.0)
                 fig.add_trace(go.Bar(
-                    x=[html.escape(str(n)) for n in part["model"]], y=part[m],
-                    error_y=dict(type="data", array=part[f"{m}_std"].fillna(0.0), visible=True),
-                    name={"conditioned": "conditioned on the label"}.get(kind, kind), marker_color=KIND_COLOUR[kind],
-                    hovertemplate="%{x}: %{y:.3f} ± %{error_y.array:.3f}<extra></extra>",
+                    x=[html.escape(str(n)) for n in part["model"]], y=part[m], customdata=spread,
+                    error_y=dict(type="data", array=spread, visible=True),
+                    name=kind, marker_color=KIND_COLOUR[kind],
+                    hovertemplate="%{x}: %{y:.3f} ± %{customdata:.3f}<extra></extra>",
                 ))
         fig.update_layout(
             title=dict(text=f"{LABELS[m]} ({'higher' if HIGHER_IS_BETTER[m] else 'lower'} is better)", font=dict(size=14)),
-            height=300, margin=dict(l=10, r=10, t=40, b=10), showlegend=i == 0, barmode="group",
-            legend=dict(orientation="h", y=-0.35), xaxis=dict(tickangle=-30),
+            height=300, margin=dict(l=10, r=10, t=40, b=10), showlegend=False, barmode="group",
+            xaxis=dict(tickangle=-35),
         )
         with cols[i % 3]:
             st.plotly_chart(fig, key=f"metric_{m}")
@@ -141,9 +151,12 @@ for tab, name in zip(st.tabs(ctx.models), ctx.models):
                     ))
                 best = b.meta.get("best_epoch")
                 if best:
-                    curves.add_vline(x=best, line=dict(color="#54A24B", dash="dash"), annotation_text="kept",
-                                     annotation_position="top")
+                    curves.add_vline(x=best, line=dict(color="#54A24B", dash="dash"))
+                positive = bool((history[[c for c in history.columns if c.startswith(("train_", "val_"))]] > 0).all().all())
                 curves.update_layout(height=max(260, 34 * len(counts) + 120), margin=dict(l=10, r=10, t=10, b=10),
-                                     xaxis=dict(title="epoch"), yaxis=dict(title="loss"), legend=dict(font=dict(size=10)))
+                                     xaxis=dict(title="epoch"), yaxis=dict(title="loss", type="log" if positive else "linear"),
+                                     legend=dict(font=dict(size=10)))
                 st.plotly_chart(curves, key=f"curves_{name}")
-                st.caption("Solid: training; dotted: validation. Click a legend entry to show a loss term.")
+                st.caption("Solid: training; dotted: validation" + (" (log scale)" if positive else "")
+                           + (f"; green dashes: epoch {best}, whose weights were kept" if best else "")
+                           + ". Click a legend entry to show a loss term.")

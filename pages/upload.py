@@ -17,8 +17,7 @@ st.caption(
 )
 
 ctx = ui.page_context()
-bundle = ui.require_model(ctx)
-if bundle is None:
+if not ui.require_trained(ctx):
     st.stop()
 
 left, right = st.columns([3, 2])
@@ -34,7 +33,12 @@ with right:
     )
 
 if upload is None:
+    ui.prewarm(ctx)  # the model loads in the background while you pick a file
     st.info("Upload a file to see its cluster, its place on the map and its nearest neighbours.", icon=":material/upload:")
+    st.stop()
+
+bundle = ui.require_model(ctx)
+if bundle is None:
     st.stop()
 
 data = upload.getvalue()
@@ -86,7 +90,7 @@ map_col, card_col = st.columns([3, 2])
 with map_col:
     st.subheader("On the map")
     st.caption("The collection's UMAP map coloured by cluster; the star is your track.")
-    fig = ui.map_figure(frame, "cluster", marker_size=5, height=460, upload=placement.coords, upload_name="your track")
+    fig = ui.map_figure(frame, "cluster", marker_size=ui.marker_size(len(frame)), height=460, upload=placement.coords, upload_name="your track")
     st.plotly_chart(fig, key="upload_map")
 with card_col:
     st.subheader(f"Cluster {c}")
@@ -105,6 +109,7 @@ for n in placement.neighbours:
 st.subheader("Its mel spectrogram")
 st.caption(f"Log-mel power in dB of the {answer.features.duration:.0f} s the model heard.")
 st.plotly_chart(ui.mel_figure(answer.features.mel_db, bundle.feature_config, height=320), key="upload_mel")
+st.caption("Your upload:")
 st.audio(data, format=upload.type or "audio/wav")
 if lyrics.strip():
     with st.expander("The lyrics you gave"):

@@ -1,0 +1,207 @@
+"""The app in a real browser: ``streamlit run`` on a free port, driven by Playwright through Debian's Chromium.
+
+Upload a real clip and see its cluster; click a point of the latent map and get a player for that track;
+a screenshot of every page goes to ``test-artifacts/`` (gitignored) for people to look at.
+Run with ``pytest -m browser``; skipped when Chromium or Playwright is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+IDLE = ("[data-testid='stApp'][data-test-script-state='notRunning']"
+        "[data-test-connection-state='CONNECTED']")
+CHART = "[data-testid='stPlotlyChart'] .js-plotly-plot"
+
+sync_api = pytest.importorskip("playwright.sync_api")
+if not Path(CHROMIUM).is_file():
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)", allow_module_level=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(trained_checkpoints, real_music_folder, tmp_path_factory):
+    """``streamlit run app.py`` on the tiny trained models; always terminated at teardown."""
+    port = free_port()
+    logs = tmp_path_factory.mktemp("server")
+    env = {**os.environ, "MUSICLUST_CHECKPOINTS": str(trained_checkpoints), "MUSICLUST_DATA": str(real_music_folder),
+           "MUSICLUST_JOBS": str(logs / "jobs")}
+    with open(logs / "streamlit.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
+             "--server.address", "127.0.0.1"],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit did not start:\n{(logs / 'streamlit.log').read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1440, "height": 1000})
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def wait_idle(page, timeout: float = 90_000) -> None:
+    page.wait_for_selector(IDLE, timeout=timeout)
+    page.wait_for_function("() => document.querySelectorAll(\"[data-stale='true']\").length === 0", timeout=timeout)
+
+
+def assert_no_exception(page) -> None:
+    assert page.locator("[data-testid='stException']").count() == 0, page.locator("[data-testid='stException']").first.inner_text()
+
+
+def shot(page, name: str) -> Path:
+    """A screenshot of the whole page: Streamlit scrolls inside its main section, so grow the viewport to fit it."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    size = page.viewport_size
+    height = page.evaluate("() => document.querySelector(\"[data-testid='stMain']\").scrollHeight")
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], min(int(height) + 40, 12_000))})
+    page.wait_for_timeout(700)  # plots resize to the new viewport
+    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(size)
+    return path
+
+
+def open_page(page, url: str, path: str = "") -> float:
+    started = time.perf_counter()
+    page.goto(f"{url}/{path}")
+    page.wait_for_selector("h1", timeout=90_000)
+    wait_idle(page)
+    return time.perf_counter() - started
+
+
+def test_upload_shows_its_cluster(server, page, real_clip_paths):
+    first = open_page(page, server)
+    print(f"time to first page: {first:.2f} s")
+    assert_no_exception(page)
+    clip = real_clip_paths[0]
+    started = time.perf_counter()
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(clip))
+    page.wait_for_selector("[data-testid='stFileChipName']", timeout=30_000)
+    success = page.locator("[data-testid='stAlertContentSuccess']", has_text="lands in cluster")
+    success.wait_for(timeout=60_000)
+    answered = time.perf_counter() - started
+    wait_idle(page)
+    print(f"upload to answer (browser): {answered:.2f} s")
+    assert_no_exception(page)
+    assert clip.name in success.inner_text()
+    assert page.locator("[data-testid='stMetricValue']").first.inner_text().strip().isdigit()
+    assert page.locator("[data-testid='stAudio']").count() >= 6, "five neighbours and the cluster's typical track"
+    page.wait_for_timeout(500)  # let the plots finish drawing
+    shot(page, "1-your-track")
+
+
+def point_to_click(page) -> dict:
+    """The most isolated point of the map, in page pixels, with its track id and title (from customdata)."""
+    return page.evaluate(
+        """(sel) => {
+        const gd = document.querySelector(sel);
+        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, rect = gd.getBoundingClientRect();
+        const pts = [];
+        for (const t of gd._fullData) {
+            if (!t.customdata) continue;
+            for (let i = 0; i < t.x.length && pts.length < 2000; i++) {
+                const px = rect.left + xa._offset + xa.l2p(t.x[i]), py = rect.top + ya._offset + ya.l2p(t.y[i]);
+                if (py - rect.top > 60) pts.push({px, py, id: t.customdata[i][0], title: t.customdata[i][1]});
+            }
+        }
+        let best = null, bestGap = -1;
+        for (const p of pts) {
+            let gap = Infinity;
+            for (const q of pts) if (q !== p) gap = Math.min(gap, Math.hypot(p.px - q.px, p.py - q.py));
+            if (gap > bestGap) { bestGap = gap; best = p; }
+        }
+        return best;
+    }""",
+        CHART,
+    )
+
+
+def test_clicking_a_map_point_plays_that_track(server, page):
+    open_page(page, server, "latent_map")  # a fresh URL straight to the page: the sidebar must still be there
+    assert_no_exception(page)
+    assert page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").count() >= 2
+    page.wait_for_selector(CHART, timeout=30_000)
+    page.wait_for_function("(sel) => { const gd = document.querySelector(sel); return gd && gd._fullData && gd._fullLayout.xaxis; }",
+                           arg=CHART, timeout=30_000)
+    page.wait_for_timeout(500)
+    shot(page, "2-latent-map")
+    target = point_to_click(page)
+    assert target, "the map has points"
+    page.mouse.click(target["px"], target["py"])
+    page.get_by_text("Selected track").wait_for(timeout=30_000)
+    wait_idle(page)
+    assert_no_exception(page)
+    selected = page.locator("[data-testid='stMainBlockContainer']")
+    assert target["title"] in selected.inner_text(), "the clicked track is the one shown"
+    audio = page.locator("[data-testid='stAudio']")
+    assert audio.count() >= 1
+    src = audio.first.get_attribute("src") or audio.first.locator("audio").get_attribute("src")
+    reply = page.request.get(src if src.startswith("http") else f"{server}{src}")
+    assert reply.ok and len(reply.body()) > 10_000, "the player serves that track's audio"
+    page.wait_for_timeout(500)
+    shot(page, "2-latent-map-clicked")
+
+
+@pytest.mark.parametrize("path,name", [("reconstructions", "3-reconstructions"), ("metrics", "4-metrics")])
+def test_other_pages_render(server, page, path, name):
+    open_page(page, server, path)
+    assert_no_exception(page)
+    assert page.locator("[data-testid='stAlertContentError']").count() == 0
+    page.wait_for_selector(CHART, timeout=60_000)
+    page.wait_for_timeout(800)
+    shot(page, name)
