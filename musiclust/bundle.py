@@ -276,4 +276,16 @@ class ModelBundle:
             raise CheckpointError(f"checkpoint {where} is inconsistent: {n} tracks but arrays of other lengths")
         if bundle.space.shape[1] != bundle.centres.shape[1]:
             raise CheckpointError(f"checkpoint {where} is inconsistent: centre and embedding sizes differ")
+        bad = [t for t in bundle.tracks if not _track_entry_ok(t)] + [g for g in bundle.label_names if not isinstance(g, str)]
+        if bad:  # checked here, not when a page first shows a neighbour (a KeyError in the page)
+            raise CheckpointError(f"checkpoint {where} is inconsistent: a malformed track or label entry ({str(bad[0])[:80]})")
         return bundle
+
+
+def _track_entry_ok(track) -> bool:
+    return (
+        isinstance(track, dict)
+        and all(isinstance(track.get(key), str) for key in ("id", "title", "path"))
+        and isinstance(track.get("artist", ""), str)
+        and (track.get("group") is None or isinstance(track.get("group"), str))
+    )
