@@ -148,12 +148,26 @@ def _read_mono(source: AudioSource, start: int, want: int, channels: int, name: 
                 chunk = handle.read(frames=min(block, want - got), dtype="float32", always_2d=True)  # (n, channels)
                 if len(chunk) == 0:
                     break
-                parts.append(chunk.mean(axis=1, dtype=np.float32) if chunk.shape[1] > 1 else chunk[:, 0].copy())
+                parts.append(_to_mono(chunk))
                 got += len(chunk)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         if not parts and not tolerate:
             raise AudioError(f"{name} could not be decoded: {_reason(exc)}") from None
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+def _to_mono(samples: np.ndarray) -> np.ndarray:
+    """``(n, channels)`` float32 -> ``(n,)``, the channels' average.
+
+    Summed column by column: numpy's ``mean(axis=1)`` over a short inner axis is ~50x slower (55 ms
+    vs 1 ms for 30 s of 44.1 kHz stereo); for two channels the result is bit-identical.
+    """
+    mono = samples[:, 0].copy()
+    for c in range(1, samples.shape[1]):
+        mono += samples[:, c]
+    if samples.shape[1] > 1:
+        mono *= np.float32(1.0 / samples.shape[1])
+    return mono
 
 
 def prepare_samples(samples: np.ndarray, sample_rate: int, config: FeatureConfig = FeatureConfig(), name: str = "audio") -> np.ndarray:
@@ -175,7 +189,7 @@ def prepare_samples(samples: np.ndarray, sample_rate: int, config: FeatureConfig
     peak = float(np.max(np.abs(samples)))
     if peak > MAX_ABS_SAMPLE:
         raise AudioError(f"{name} holds sample values up to {peak:.3g}, far beyond full scale (1.0): it is not usable audio")
-    mono = samples.astype(np.float32, copy=False).mean(axis=1)  # (n,)
+    mono = _to_mono(samples.astype(np.float32, copy=False))  # (n,)
     seconds = mono.shape[0] / sample_rate
     if seconds < config.min_seconds:
         raise AudioError(f"{name} is {seconds:.2f} s long; at least {config.min_seconds:g} s of audio is needed")

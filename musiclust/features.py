@@ -14,6 +14,7 @@ import tempfile
 import zipfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
@@ -27,25 +28,80 @@ from musiclust.errors import AudioError, MusiclustError, ParameterError
 ProgressFn = Callable[[int, int], None]
 
 
+STFT_BLOCK_FRAMES = 64  # frames transformed at once: ~1 MB of float64, stays in the CPU cache
+MEL_GROUP = 16  # mel bands multiplied together over the FFT bins any of them covers
+
+
+@lru_cache(maxsize=8)
+def _mel_bands(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> tuple:
+    """librosa's (Slaney) mel filter bank as dense slices of its non-zero part, built once per config.
+
+    Each filter is non-zero on a short run of FFT bins (~2,000 of 131,200 weights for 128 bands over
+    1,025 bins), so multiplying ``MEL_GROUP`` bands at a time by only the bins they cover skips ~85 % of
+    a dense product's work. Returns ``((m0, m1, k0, k1, weights (k1 - k0, m1 - m0) float32), ...)``.
+    """
+    basis = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, dtype=np.float32).T
+    bands = []
+    for m0 in range(0, n_mels, MEL_GROUP):
+        m1 = min(n_mels, m0 + MEL_GROUP)
+        bins = np.flatnonzero((basis[:, m0:m1] != 0).any(axis=1))
+        k0, k1 = (int(bins[0]), int(bins[-1]) + 1) if bins.size else (0, 0)
+        weights = np.ascontiguousarray(basis[k0:k1, m0:m1])
+        weights.setflags(write=False)
+        bands.append((m0, m1, k0, k1, weights))
+    return tuple(bands)
+
+
+@lru_cache(maxsize=8)
+def _hann(n_fft: int) -> np.ndarray:
+    window = librosa.filters.get_window("hann", n_fft, fftbins=True).astype(np.float64)
+    window.setflags(write=False)
+    return window
+
+
+def mel_power(y: np.ndarray, config: FeatureConfig = FeatureConfig()) -> np.ndarray:
+    """Mel power spectrogram ``(T, n_mels)`` float32 — ``librosa.feature.melspectrogram(power=2)``'s
+    values (centred frames, zero padding, Hann window, Slaney mel), transposed.
+
+    Computed block by block: window in float64 and FFT with ``scipy.fft`` as librosa does (the dB values
+    agree to ~1e-5 dB; a float32 FFT would be ~1.6x faster but is off by up to ~1.4e-3 dB in quiet bands),
+    then |X|^2 and the mel product over each band group's non-zero bins only. librosa rebuilds the filter
+    bank on every call and multiplies the dense bank through ``einsum``.
+    """
+    import scipy.fft
+
+    n_fft, hop = config.n_fft, config.hop_length
+    bands = _mel_bands(config.sample_rate, n_fft, config.n_mels, config.fmin, config.fmax)
+    window = _hann(n_fft)
+    padded = np.pad(y, n_fft // 2)  # librosa's center=True with pad_mode="constant"
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]  # (T, n_fft), a view: no copy
+    mel = np.empty((frames.shape[0], config.n_mels), np.float32)
+    buffer = np.empty((min(STFT_BLOCK_FRAMES, frames.shape[0]), n_fft))
+    for start in range(0, frames.shape[0], STFT_BLOCK_FRAMES):
+        block = frames[start : start + STFT_BLOCK_FRAMES]
+        spectrum = scipy.fft.rfft(np.multiply(block, window, out=buffer[: len(block)]), axis=1)  # (b, bins) complex128
+        parts = spectrum.view(np.float64)  # real and imaginary parts interleaved
+        np.square(parts, out=parts)
+        power = (parts[:, 0::2] + parts[:, 1::2]).astype(np.float32)  # |X|^2, (b, bins)
+        out = mel[start : start + len(block)]
+        for m0, m1, k0, k1, weights in bands:
+            np.matmul(power[:, k0:k1], weights, out=out[:, m0:m1])
+    return mel
+
+
 def log_mel(y: np.ndarray, config: FeatureConfig = FeatureConfig()) -> np.ndarray:
     """Log-power mel spectrogram in dB, ``(n_mels, T)`` float32.
 
     An absolute reference (``ref=1.0``) keeps loudness comparable across tracks; ``amin`` floors
-    digital silence at -100 dB instead of -inf.
+    digital silence at -100 dB instead of -inf (``librosa.power_to_db(S, ref=1.0, amin=1e-10, top_db=None)``).
     """
     if y.ndim != 1:
         raise ParameterError(f"log_mel expects mono audio (n,), got shape {y.shape}")
-    power = librosa.feature.melspectrogram(
-        y=y,
-        sr=config.sample_rate,
-        n_fft=config.n_fft,
-        hop_length=config.hop_length,
-        n_mels=config.n_mels,
-        fmin=config.fmin,
-        fmax=config.fmax,
-        power=2.0,
-    )  # (n_mels, T)
-    return librosa.power_to_db(power, ref=1.0, amin=1e-10, top_db=None).astype(np.float32)
+    mel = mel_power(y, config)  # (T, n_mels)
+    np.maximum(mel, np.float32(1e-10), out=mel)
+    np.log10(mel, out=mel)
+    mel *= np.float32(10.0)
+    return np.ascontiguousarray(mel.T)
 
 
 def mfcc_statistics(mel_db: np.ndarray, n_mfcc: int = 20) -> np.ndarray:
