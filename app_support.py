@@ -398,19 +398,43 @@ def shell() -> None:
     token = _run_token()
     if token is not None:
         _SHELL_RUNS.add(token)
+    st.session_state.pop("_mpa_rerun", None)
 
 
 def page_context() -> Context:
     """A page's starting point: the sidebar's choices.
 
-    Streamlit runs a ``pages/`` file on its own (without ``app.py``) for a fresh server's first request
-    and AppTest does on ``switch_page``; the page then draws the shell itself."""
+    Because the pages live in ``pages/``, Streamlit 1.67 starts in its old "pages directory" mode until
+    ``st.navigation`` has run once in the process: a fresh server's first request for a page URL (and
+    every AppTest run after ``switch_page``) runs the page file alone, without ``app.py``. The page then
+    switches that mode off (what ``st.navigation`` itself does) and reruns, so ``app.py`` routes and draws
+    the sidebar; under AppTest, or should that not help, the page draws the sidebar itself."""
     token = _run_token()
     if token is not None and token not in _SHELL_RUNS:
+        if not _under_app_test() and not st.session_state.get("_mpa_rerun") and _leave_pages_directory_mode():
+            st.session_state["_mpa_rerun"] = True
+            st.rerun()
+        st.session_state.pop("_mpa_rerun", None)
         st.set_page_config(page_title="musiclust", page_icon=":material/graphic_eq:", layout="wide")
         with _as_main_script():  # the sidebar's widgets keep the identity (and state) app.py gives them
             shell()
     return context()
+
+
+def _under_app_test() -> bool:
+    """AppTest resets the mode before each of its runs (a rerun would only drop the run's button clicks)."""
+    from streamlit import config
+
+    return bool(config.get_option("global.appTest"))
+
+
+def _leave_pages_directory_mode() -> bool:
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:
+        return False
+    PagesManager.uses_pages_directory = False
+    return True
 
 
 @contextlib.contextmanager

@@ -4,13 +4,13 @@ import streamlit as st
 
 import app_support as ui
 
+ctx = ui.page_context()
 st.title("Latent map")
 st.caption(
     "Each point is a track of the collection, placed by UMAP from the model's latent space: nearby points sound alike "
     "to the model. Click a point to play it; draw a box or lasso (toolbar, top right) to list several."
 )
 
-ctx = ui.page_context()
 bundle = ui.require_model(ctx)
 if bundle is None:
     st.stop()

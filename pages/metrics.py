@@ -26,6 +26,7 @@ def cell(mean, std, seeds) -> str:
 
 KIND_COLOUR = {"baseline": "#BAB0AC", "model": "#4C78A8", "conditioned": "#E45756"}
 
+ctx = ui.page_context()
 st.title("Metrics")
 st.caption(
     "How well each model's clusters hold together (silhouette, Calinski-Harabasz, Davies-Bouldin, in the space they "
@@ -33,7 +34,6 @@ st.caption(
     "tracks, splits and seeds."
 )
 
-ctx = ui.page_context()
 report = ctx.service.evaluation() if ctx.models or ctx.root.exists() else None
 
 # --- the table --------------------------------------------------------------------------------
@@ -142,19 +142,24 @@ for tab, name in zip(st.tabs(ctx.models), ctx.models):
                 st.caption("No training history in this checkpoint.")
             else:
                 curves = go.Figure()
-                for column in [c for c in history.columns if c.startswith(("train_", "val_"))]:
-                    main = column in ("train_loss", "val_loss")
+                columns = [c for c in history.columns if c.startswith(("train_", "val_"))]
+                terms = list(dict.fromkeys(c.split("_", 1)[1] for c in columns))
+                for column in columns:
+                    term = column.split("_", 1)[1]
+                    main = term == "loss"
                     curves.add_trace(go.Scatter(
-                        x=history["epoch"], y=history[column], mode="lines", name=column,
-                        line=dict(width=3 if main else 1.5, dash="solid" if column.startswith("train_") else "dot"),
-                        visible=True if main else "legendonly",
+                        x=history["epoch"], y=history[column], mode="lines+markers" if len(history) < 4 else "lines",
+                        name=column, legendgroup=term, visible=True if main else "legendonly",
+                        line=dict(width=3 if main else 1.5, dash="solid" if column.startswith("train_") else "dot",
+                                  color=ui.colour_for(terms.index(term))),
                     ))
                 best = b.meta.get("best_epoch")
                 if best:
                     curves.add_vline(x=best, line=dict(color="#54A24B", dash="dash"))
                 positive = bool((history[[c for c in history.columns if c.startswith(("train_", "val_"))]] > 0).all().all())
                 curves.update_layout(height=max(260, 34 * len(counts) + 120), margin=dict(l=10, r=10, t=10, b=10),
-                                     xaxis=dict(title="epoch"), yaxis=dict(title="loss", type="log" if positive else "linear"),
+                                     xaxis=dict(title="epoch", dtick=max(1, math.ceil(len(history) / 10))),
+                                     yaxis=dict(title="loss", type="log" if positive else "linear"),
                                      legend=dict(font=dict(size=10)))
                 st.plotly_chart(curves, key=f"curves_{name}")
                 st.caption("Solid: training; dotted: validation" + (" (log scale)" if positive else "")

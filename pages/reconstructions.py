@@ -10,6 +10,7 @@ from plotly.subplots import make_subplots
 import app_support as ui
 from musiclust.errors import MusiclustError
 
+ctx = ui.page_context()
 st.title("Reconstructions")
 st.caption(
     "A track's log-mel spectrogram beside each trained model's reconstruction, on one dB colour scale, with the "
@@ -17,7 +18,6 @@ st.caption(
     "original goes through the same rendering, so you compare like with like."
 )
 
-ctx = ui.page_context()
 bundle = ui.require_model(ctx)
 if bundle is None:
     st.stop()

@@ -10,13 +10,13 @@ from musiclust.errors import MusiclustError
 
 KEEP_ANALYSES = 6
 
+ctx = ui.page_context()
 st.title("Your track")
 st.caption(
     "Upload a recording and, if it has any, its lyrics. The model places it in a cluster, on the map of the "
     "collection and beside its five nearest tracks. Nothing you upload is stored."
 )
 
-ctx = ui.page_context()
 if not ui.require_trained(ctx):
     st.stop()
 

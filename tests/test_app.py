@@ -260,3 +260,59 @@ def test_second_retrain_is_refused_and_cancel_keeps_the_model(own_env):
     no_exception(first)
     assert any("cancelled" in e for e in texts(first, "error")), "the reason is shown"
     assert {n: service.version(n) for n in service.models()} == before, "the previous models stay"
+
+
+def test_last_upload_is_reconstructed_with_a_named_label(app_env, real_clip_paths):
+    at = open_app()
+    upload(at, real_clip_paths[3])
+    at.switch_page("pages/reconstructions.py").run()
+    no_exception(at)
+    at.button_group(key="recon_source").set_value("Your last upload").run()
+    no_exception(at)
+    infos = " ".join(texts(at, "info"))
+    assert "majority group of cluster" in infos and "your upload" in infos, infos
+    assert any("MSE" in str(c) for c in at.dataframe[0].value.columns)
+
+
+# --- helpers that do not need a running app -------------------------------------------------------
+def test_map_figure_is_one_trace_per_colour_and_fast_at_10000_points(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO))
+    import numpy as np
+    import pandas as pd
+
+    import app_support as ui
+
+    n, rng = 10_000, np.random.default_rng(0)
+    frame = pd.DataFrame({
+        "id": [f"t{i}" for i in range(n)], "title": [f"<b>title {i}</b>" for i in range(n)], "artist": "someone",
+        "group": rng.choice(["a", "b", "c", "d", "e", "f"], n), "cluster": rng.integers(0, 8, n),
+        "x": rng.normal(size=n), "y": rng.normal(size=n), "path": "/music/x.wav",
+    })
+    for column in ("title", "artist", "group"):
+        frame[f"{column}_html"] = frame[column].map(__import__("html").escape)
+    for colour_by, traces in (("cluster", 8), ("group", 6)):
+        started = time.perf_counter()
+        fig = ui.map_figure(frame, colour_by, marker_size=ui.marker_size(n))
+        fig.to_json()
+        assert time.perf_counter() - started < 1.0
+        assert len(fig.data) == traces and all(t.type == "scattergl" for t in fig.data)
+        assert sum(len(t.x) for t in fig.data) == n
+    ids = {str(row[0]) for t in fig.data for row in t.customdata}
+    assert ids == set(frame["id"]), "every point carries its track id"
+    assert "<b>" not in fig.data[0].customdata[0][1], "titles are escaped in hover text"
+
+
+def test_playlists_are_m3u_and_csv_with_absolute_paths(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO))
+    import pandas as pd
+
+    import app_support as ui
+
+    rows = pd.DataFrame({"id": ["a", "b"], "title": ["One", "Two\nlines"], "artist": ["X", ""], "group": ["g", "h"],
+                         "cluster": [0, 1], "path": [str(tmp_path / "a.wav"), "relative/b.flac"]})
+    m3u = ui.m3u_playlist(rows).splitlines()
+    assert m3u[0] == "#EXTM3U"
+    assert m3u[1] == "#EXTINF:-1,X - One" and m3u[2] == str(tmp_path / "a.wav")
+    assert m3u[3] == "#EXTINF:-1,Two lines" and Path(m3u[4]).is_absolute()
+    table = ui.csv_playlist(rows).splitlines()
+    assert table[0] == "id,title,artist,group,cluster,path" and len(table) >= 3

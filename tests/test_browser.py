@@ -119,7 +119,8 @@ def shot(page, name: str) -> Path:
 def open_page(page, url: str, path: str = "") -> float:
     started = time.perf_counter()
     page.goto(f"{url}/{path}")
-    page.wait_for_selector("h1", timeout=90_000)
+    page.wait_for_selector("[data-testid='stMain'] h1", timeout=90_000)
+    page.wait_for_selector("[data-testid='stSidebar'] [data-testid='stSelectbox']", timeout=90_000)
     wait_idle(page)
     return time.perf_counter() - started
 
@@ -195,6 +196,27 @@ def test_clicking_a_map_point_plays_that_track(server, page):
     assert reply.ok and len(reply.body()) > 10_000, "the player serves that track's audio"
     page.wait_for_timeout(500)
     shot(page, "2-latent-map-clicked")
+
+    # a box drawn over the whole plot lists every track and offers the selection as a playlist
+    chart = page.locator(CHART).first
+    chart.hover()
+    chart.locator("[data-title='Box Select']").click()
+    area = page.evaluate(
+        """(sel) => { const gd = document.querySelector(sel), r = gd.getBoundingClientRect(), l = gd._fullLayout;
+        return {x0: r.left + l.xaxis._offset + 2, y0: r.top + l.yaxis._offset + 2,
+                x1: r.left + l.xaxis._offset + l.xaxis._length - 2, y1: r.top + l.yaxis._offset + l.yaxis._length - 2}; }""",
+        CHART,
+    )
+    page.mouse.move(area["x0"], area["y0"])
+    page.mouse.down()
+    page.mouse.move((area["x0"] + area["x1"]) / 2, (area["y0"] + area["y1"]) / 2, steps=5)
+    page.mouse.move(area["x1"], area["y1"], steps=5)
+    page.mouse.up()
+    page.get_by_text("tracks selected").wait_for(timeout=30_000)
+    wait_idle(page)
+    assert_no_exception(page)
+    assert page.get_by_role("button", name="Download M3U playlist").count() >= 2, "the selection and the cluster"
+    shot(page, "2-latent-map-box")
 
 
 @pytest.mark.parametrize("path,name", [("reconstructions", "3-reconstructions"), ("metrics", "4-metrics")])
