@@ -217,6 +217,13 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    """The benchmark (figures beside same-run references): see :mod:`musiclust.bench.run`."""
+    from musiclust.bench.run import run_from_args
+
+    return run_from_args(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from musiclust.data.collection import DEFAULT_AUDIO_ROOT, DEFAULT_VARIANTS
 
@@ -232,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     def common(p, models_default: str):
         p.add_argument("--data", default="default", help="default, default:piano, a music folder, or a CSV manifest")
         p.add_argument("--models", default=models_default, help="comma-separated names, or all")
-        p.add_argument("--epochs", type=int, default=40)
+        p.add_argument("--epochs", type=int, help="training epochs (default: the tuned default of the fit loop)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--latent-dim", type=int, default=32)
         p.add_argument("--beta", type=float, default=4.0)
@@ -263,6 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--checkpoints", default=str(REPO_ROOT / "checkpoints"))
     pr.add_argument("--format", choices=("text", "json"), default="text")
     pr.set_defaults(func=cmd_predict)
+
+    from musiclust.bench.run import add_arguments as bench_arguments
+
+    bench = sub.add_parser("bench", help="benchmark: speed and scaling beside references measured in the same run")
+    bench_arguments(bench)
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -46,7 +46,7 @@ class Settings:
     beta: float = 4.0  # β of the conditioned β-VAE (the other models use β = 1)
     k: Optional[int] = None  # clusters; None = number of groups
     seed: int = 0
-    epochs: int = 40
+    epochs: Optional[int] = None  # None = the fit loop's tuned default (TrainConfig.epochs)
     batch_size: int = 64
     cluster_method: str = "kmeans"
     val_fraction: float = 0.15
@@ -55,7 +55,7 @@ class Settings:
     tfidf_max_features: int = 1000
 
     def __post_init__(self) -> None:
-        if self.latent_dim < 2 or self.epochs < 1 or self.batch_size < 2:
+        if self.latent_dim < 2 or (self.epochs is not None and self.epochs < 1) or self.batch_size < 2:
             raise ParameterError("latent_dim >= 2, epochs >= 1 and batch_size >= 2 are required")
         if self.k is not None and self.k < 2:
             raise ParameterError(f"k must be at least 2, got {self.k}")
@@ -144,7 +144,7 @@ def train_model(
     else:
         model = build_model(arch, model_config(name, prep))
         conditioned = arch == "beta_cvae"
-        train_cfg = TrainConfig(epochs=s.epochs, batch_size=s.batch_size, seed=s.seed)
+        train_cfg = TrainConfig(batch_size=s.batch_size, seed=s.seed, **({} if s.epochs is None else {"epochs": s.epochs}))
         result = fit(
             model,
             prep.data(prep.train_rows, conditioned),
