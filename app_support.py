@@ -239,10 +239,11 @@ def progress_text(status: JobStatus) -> str:
     if not status.model:
         return status.message or "starting…"
     parts = [f"{status.model} ({status.model_index + 1}/{status.n_models})"]
-    if status.n_epochs:
-        parts.append(f"epoch {status.epoch}/{status.n_epochs}")
+    n_epochs = status.n_epochs or _arg(status.args, "--epochs")
+    if n_epochs:
+        parts.append(f"epoch {status.epoch}/{n_epochs}")
     if status.loss is not None:
-        parts.append(f"loss {status.loss:.2f}")
+        parts.append(f"loss {status.loss:.4g}")
     parts.append(f"{format_seconds(status.seconds_left)} left")
     return " · ".join(parts)
 
@@ -274,8 +275,15 @@ def job_panel() -> None:
     elif status.state == SUCCEEDED:
         when = time.strftime("%H:%M", time.localtime(status.finished_at)) if status.finished_at else ""
         st.success(f"Last retrain finished {when}: {status.message}. The new models are in use.")
-    elif status.state in (FAILED, CANCELLED):
-        st.error(f"Last retrain {status.state}: {status.message or 'no reason given'}")
+    elif status.state == CANCELLED:
+        st.warning(f"Last retrain cancelled: {_reason(status.message, 'cancelled')}", icon=":material/cancel:")
+    elif status.state == FAILED:
+        st.error(f"Last retrain failed: {_reason(status.message, 'failed')}", icon=":material/error:")
+
+
+def _reason(message: str, state: str) -> str:
+    message = (message or "no reason given").strip()
+    return message[len(state) + 1 :].strip() if message.lower().startswith(state + ":") else message
 
 
 @st.fragment(run_every=1)
@@ -343,14 +351,17 @@ def choose_model(ctx: Context) -> None:
 
 def retrain_form(ctx: Context) -> None:
     from musiclust.pipeline import MODEL_NAMES, Settings
+    from musiclust.training import TrainConfig
 
     defaults = Settings()
+    default_epochs = int(defaults.epochs or TrainConfig().epochs)
     with st.expander("Retrain models", expanded=False, icon=":material/model_training:"):
         with st.form("retrain_form", border=False):
             models = st.multiselect("Models", list(MODEL_NAMES), default=[ctx.model] if ctx.model else list(MODEL_NAMES),
                                     key="retrain_models")
             a, b = st.columns(2)
-            epochs = a.number_input("Epochs", 1, 1000, defaults.epochs, key="retrain_epochs")
+            epochs = a.number_input("Epochs", 1, 1000, default_epochs, key="retrain_epochs",
+                                    help="At most this many; training stops early when the validation loss stops improving")
             latent = b.number_input("Latent size", 2, 512, defaults.latent_dim, key="retrain_latent")
             beta = a.number_input("β (beta_cvae)", 0.0, 100.0, float(defaults.beta), step=0.5, key="retrain_beta")
             k = b.number_input("Clusters k", 0, 200, 0, help="0 = one cluster per group", key="retrain_k")
