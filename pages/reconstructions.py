@@ -28,9 +28,12 @@ if last and last.get("dataset") != ctx.dataset:
     last = None
 
 
+names_by_id = dict(zip(frame["id"], frame["title"].astype(str) + " · " + frame["group"].astype(str)
+                       + np.where(frame["artist"].astype(bool), " · " + frame["artist"].astype(str), "")))
+
+
 def track_name(track_id: str) -> str:
-    row = frame.loc[frame["id"] == track_id].iloc[0]
-    return f"{row['title']} · {row['group']}" + (f" · {row['artist']}" if row["artist"] else "")
+    return names_by_id.get(track_id, track_id)
 
 
 # --- which track ------------------------------------------------------------------------------
@@ -133,7 +136,8 @@ st.caption(
 ids = frame["id"].tolist()
 m1, m2, m3 = st.columns([2, 2, 1])
 a_id = m1.selectbox("From track A", ids, format_func=track_name, key="morph_a")
-default_b = next((i for i, c in zip(ids, frame["cluster"]) if c != frame.loc[frame["id"] == a_id, "cluster"].iloc[0]), ids[-1])
+a_cluster = frame.loc[frame["id"] == a_id, "cluster"].iloc[0]
+default_b = next((i for i, c in zip(ids, frame["cluster"]) if c != a_cluster), ids[-1])
 b_id = m2.selectbox("To track B", ids, index=ids.index(default_b), format_func=track_name, key="morph_b")
 morph_model = m3.selectbox("Model", ctx.models, index=ctx.models.index(ctx.model), key="morph_model")
 steps = st.slider("Steps", 2, 32, 8, key="morph_steps")

@@ -319,3 +319,19 @@ def test_playlists_are_m3u_and_csv_with_absolute_paths(tmp_path, monkeypatch):
     assert m3u[3] == "#EXTINF:-1,Two lines" and Path(m3u[4]).is_absolute()
     table = ui.csv_playlist(rows).splitlines()
     assert table[0] == "id,title,artist,group,cluster,path" and len(table) >= 3
+
+
+def test_a_typed_folder_without_models_says_what_to_run(app_env, tmp_path, real_clip_paths):
+    folder = tmp_path / "my music"
+    folder.mkdir()
+    shutil.copy(real_clip_paths[0], folder / "song.wav")
+    at = open_app()
+    at.selectbox(key="dataset_choice").set_value("__other__").run()
+    at.text_input(key="dataset_path").input(str(tmp_path / "nowhere")).run()
+    no_exception(at)
+    assert any("No folder or .csv file" in e for e in texts(at, "error"))
+    at.text_input(key="dataset_path").input(str(folder)).run()
+    no_exception(at)
+    said = " ".join(texts(at, "info"))
+    assert "python -m musiclust train" in said and "--data" in said
+    assert at.button(key="empty_state_train"), "a button starts the retrain instead"
