@@ -74,8 +74,8 @@ def dataset_label(spec: str) -> str:
 
 
 def dataset_options() -> list[str]:
-    """The data sets offered in the sidebar: the default set, its piano variant when rendered, the
-    configured one, and any other data set that has trained models under the checkpoints root."""
+    """The data sets offered in the sidebar: the configured one (``MUSICLUST_DATA``), the default set and
+    its all-piano variant when rendered or trained (a folder or CSV is typed in)."""
     options = [initial_dataset(), "default"]
     if (REPO / "data" / "default" / "piano").is_dir() or (checkpoints_root() / dataset_slug("default:piano")).is_dir():
         options.append("default:piano")
@@ -181,8 +181,8 @@ def require_trained(ctx: Context) -> bool:
     """True when the data set has a trained model; otherwise say what to run and offer the retrain."""
     if ctx.model is None:
         st.info(
-            f"No trained model for **{dataset_label(ctx.dataset)}** yet. Train the models from a terminal with "
-            f"`{TRAIN_COMMAND}`" + (f" `--data {ctx.dataset}`" if ctx.dataset != "default" else "")
+            f"No trained model for **{md(dataset_label(ctx.dataset))}** yet. Train the models from a terminal with "
+            f"`{TRAIN_COMMAND}`" + (f" `--data {ctx.dataset.replace('`', '')}`" if ctx.dataset != "default" else "")
             + ", or start a retrain here (it runs in the background; progress shows in the sidebar)."
         )
         if st.button("Train the models now", key="empty_state_train", type="primary"):
@@ -203,7 +203,7 @@ def require_model(ctx: Context):
     try:
         return ctx.bundle()
     except MusiclustError as exc:
-        st.error(f"The model {ctx.model} could not be loaded: {exc}")
+        st.error(f"The model {ctx.model} could not be loaded: {md(exc)}")
         return None
 
 
@@ -274,11 +274,11 @@ def job_panel() -> None:
         _job_progress()
     elif status.state == SUCCEEDED:
         when = time.strftime("%H:%M", time.localtime(status.finished_at)) if status.finished_at else ""
-        st.success(f"Last retrain finished {when}: {status.message}. The new models are in use.")
+        st.success(f"Last retrain finished {when}: {md(status.message)}. The new models are in use.")
     elif status.state == CANCELLED:
-        st.warning(f"Last retrain cancelled: {_reason(status.message, 'cancelled')}", icon=":material/cancel:")
+        st.warning(f"Last retrain cancelled: {md(_reason(status.message, 'cancelled'))}", icon=":material/cancel:")
     elif status.state == FAILED:
-        st.error(f"Last retrain failed: {_reason(status.message, 'failed')}", icon=":material/error:")
+        st.error(f"Last retrain failed: {md(_reason(status.message, 'failed'))}", icon=":material/error:")
 
 
 def _reason(message: str, state: str) -> str:
@@ -292,7 +292,7 @@ def _job_progress() -> None:
     if status.state != RUNNING:
         st.rerun()  # the whole app: caches are refreshed and the outcome shown
     st.progress(status.fraction, text=f"Retraining: {progress_text(status)}")
-    st.caption(f"Data set: {_arg(status.args, '--data') or '?'} · started {format_seconds(time.time() - status.started_at)} ago")
+    st.caption(f"Data set: {md(dataset_label(_arg(status.args, '--data') or '?'))} · started {format_seconds(time.time() - status.started_at)} ago")
     if st.button("Cancel retrain", key="cancel_retrain"):
         jobs().cancel()
         st.toast("Cancelling: the run stops at its next batch; the current models stay in use.")
@@ -327,7 +327,7 @@ def choose_dataset() -> str:
         return st.session_state.get("_dataset") or initial_dataset()
     path = Path(typed).expanduser()
     if not (path.is_dir() or (path.is_file() and path.suffix.lower() == ".csv")):
-        st.error(f"No folder or .csv file at {typed}")
+        st.error(f"No folder or .csv file at {md(typed)}")
         return st.session_state.get("_dataset") or initial_dataset()
     return str(path.resolve())
 
@@ -367,7 +367,7 @@ def retrain_form(ctx: Context) -> None:
             k = b.number_input("Clusters k", 0, 200, 0, help="0 = one cluster per group", key="retrain_k")
             seed = a.number_input("Seed", 0, 2**31 - 1, defaults.seed, key="retrain_seed")
             submitted = st.form_submit_button("Start retrain", type="primary", width="stretch", key="retrain_start")
-        st.caption(f"Runs `{TRAIN_COMMAND}` in the background on {dataset_label(ctx.dataset)}; "
+        st.caption(f"Runs `{TRAIN_COMMAND}` in the background on {md(dataset_label(ctx.dataset))}; "
                    "the current models stay in use until it succeeds.")
         if submitted:
             if not models:
@@ -517,7 +517,7 @@ def label_for_track(bundle, group: Optional[str], cluster: int) -> tuple[int, st
 def play_file(path: str) -> None:
     p = Path(path)
     if not p.is_file():
-        st.caption(f"(audio file missing: {p.name})")
+        st.caption(f"(audio file missing: {md(p.name)})")
         return
     st.audio(str(p), format=AUDIO_MIME.get(p.suffix.lower(), "audio/wav"))
 
@@ -636,11 +636,12 @@ def file_digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-_MD_SPECIAL = set("\\`*_{}[]()#+-.!|<>~$:")
+_MD_SPECIAL = set("\\`*_{}[]<>#|~$")
 
 
 def md(text) -> str:
-    """Text from files or people, safe inside Markdown (every Markdown/HTML character escaped)."""
+    """Text from files, people or error messages, safe inline in Markdown: emphasis, code, links, HTML,
+    colour directives and maths cannot form (their characters are backslash-escaped)."""
     return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in " ".join(str(text).split()))
 
 

@@ -47,7 +47,7 @@ if len(ids) == 1:
         try:
             st.plotly_chart(ui.mel_figure(ui.mel_of(bundle, row["path"]), bundle.feature_config, height=300), key="map_mel")
         except Exception as exc:  # a collection file changed or vanished since training
-            st.warning(f"The spectrogram could not be computed: {exc}")
+            st.warning(f"The spectrogram could not be computed: {ui.md(exc)}")
     with near:
         st.markdown("**Its five nearest tracks**")
         for n in bundle.neighbours_of(track_id):

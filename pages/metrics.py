@@ -47,7 +47,7 @@ else:
     try:
         summary = summarize(report["rows"])
     except MusiclustError as exc:
-        st.error(f"The evaluation report cannot be read: {exc}")
+        st.error(f"The evaluation report cannot be read: {ui.md(exc)}")
         st.stop()
     if "conditioned_on_label" not in summary:
         summary["conditioned_on_label"] = False
@@ -110,7 +110,7 @@ else:
 # --- per model ----------------------------------------------------------------------------------
 st.subheader("Clusters against groups, and training curves", anchor=False)
 if not ctx.models:
-    st.info(f"No trained model for {ui.dataset_label(ctx.dataset)} yet: run `{ui.TRAIN_COMMAND}` or retrain from the sidebar.")
+    st.info(f"No trained model for {ui.md(ui.dataset_label(ctx.dataset))} yet: run `{ui.TRAIN_COMMAND}` or retrain from the sidebar.")
     st.stop()
 st.caption("Left: how many tracks of each group fall in each cluster (a clean clustering has one bright cell per row). "
            "Right: the training and validation losses per epoch.")
@@ -119,7 +119,7 @@ for tab, name in zip(st.tabs(ctx.models), ctx.models):
         try:
             b = ctx.bundle(name)
         except MusiclustError as exc:
-            st.error(f"{name} could not be loaded: {exc}")
+            st.error(f"{name} could not be loaded: {ui.md(exc)}")
             continue
         frame = ui.tracks_of(ctx, name)
         counts = pd.crosstab(frame["cluster"], frame["group"])

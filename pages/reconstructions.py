@@ -62,7 +62,7 @@ for name in list(names):
     try:
         b = ctx.bundle(name)
     except MusiclustError as exc:
-        st.warning(f"{name} could not be loaded and is left out: {exc}")
+        st.warning(f"{name} could not be loaded and is left out: {ui.md(exc)}")
         names.remove(name)
         continue
     label, note = None, None
@@ -82,7 +82,7 @@ for name in list(names):
                    "decoder label": notes.get(name, "none (not conditioned)")})
 
 for name, note in notes.items():
-    st.info(f"**{name}** is conditioned on the group label: its decoder was given {note}.", icon=":material/label:")
+    st.info(f"**{name}** is conditioned on the group label: its decoder was given {ui.md(note)}.", icon=":material/label:")
 
 if not recons:
     st.stop()
@@ -144,7 +144,7 @@ steps = st.slider("Steps", 2, 32, 8, key="morph_steps")
 try:
     mb = ctx.bundle(morph_model)
 except MusiclustError as exc:
-    st.error(f"{morph_model} could not be loaded: {exc}")
+    st.error(f"{morph_model} could not be loaded: {ui.md(exc)}")
     st.stop()
 row_a = frame.loc[frame["id"] == a_id].iloc[0]
 row_b = frame.loc[frame["id"] == b_id].iloc[0]
@@ -152,7 +152,7 @@ mel_a, mel_b = ui.mel_of(bundle, row_a["path"]), ui.mel_of(bundle, row_b["path"]
 label = None
 if mb.conditioned_on_label:
     label, note = ui.label_for_track(mb, row_a["group"], int(mb.labels[mb.row(a_id)]))
-    st.info(f"**{morph_model}** is conditioned on the group label: every step is decoded with track A's label, {note}.",
+    st.info(f"**{morph_model}** is conditioned on the group label: every step is decoded with track A's label, {ui.md(note)}.",
             icon=":material/label:")
 walk = ui.morphed((ctx.dataset, morph_model, ctx.version(morph_model), a_id, b_id, steps), mb, mel_a, mel_b, steps, label)
 morph_fig = ui.mel_figure(walk, config, height=300)

@@ -52,7 +52,7 @@ if key not in analyses:
         with st.spinner("Listening…"):
             answer = ctx.service.analyse(ctx.model, data, lyrics or None)
     except MusiclustError as exc:
-        st.error(f"{upload.name} could not be analysed: {exc}", icon=":material/error:")
+        st.error(f"{ui.md(upload.name)} could not be analysed: {ui.md(exc)}", icon=":material/error:")
         st.stop()
     analyses[key] = (answer, time.perf_counter() - started)
     while len(analyses) > KEEP_ANALYSES:
@@ -75,7 +75,7 @@ elif ratio <= 1.25:
 else:
     fit = "further from its centre than most members: a borderline fit"
 
-st.success(f"{upload.name} lands in cluster {c}, {fit}.", icon=":material/check_circle:")
+st.success(f"{ui.md(upload.name)} lands in cluster {c}, {fit}.", icon=":material/check_circle:")
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Cluster", c)
 m2.metric("Distance to centre", f"{placement.distance_to_centre:.2f}", help="In the model's standardised latent space")
