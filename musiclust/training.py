@@ -1,7 +1,7 @@
 """The fit loop shared by every model: seeded, cancellable, early-stopped and guarded against divergence.
 
 Each epoch draws a few random segments of every track (so each track weighs the same however long it
-is), runs Adam over them, then scores the validation tracks' segments with the full KL weight. The
+is), runs Adam over them, then scores a fixed draw of validation segments with the full KL weight. The
 weights with the best validation loss are kept. Whatever goes wrong (divergence, cancel, a bad
 callback) the model is put back to the weights it had before :func:`fit`, so the caller's previous
 model stays usable.
@@ -28,7 +28,7 @@ ProgressFn = Callable[[int, int, dict, float], None]
 
 @dataclass
 class TrainConfig:
-    """How to train; the defaults fit one model in ~20 s on 2 CPU cores for ~450 tracks.
+    """How to train; with the defaults one model trains in ~10-20 s on one CPU core for ~450 tracks.
 
     The learning rate follows a cosine from ``lr`` down to ``lr / 20`` over all ``epochs``: with few
     epochs it settles the weights (and so the clustering) instead of stopping mid-stride.
@@ -41,9 +41,13 @@ class TrainConfig:
     patience: int = 4  # epochs without a better validation loss before stopping
     beta_warmup_epochs: int = 3  # KL weight ramps linearly per step from ~0 to 1 over these epochs
     max_grad_norm: float = 1e4  # clip spikes only: typical gradient norms of these per-sample-sum losses are 1e2-1e3
-    segments_per_track_per_epoch: int = 4
+    segments_per_track_per_epoch: int = 3
     max_loss: float = 1e6  # a batch loss above this is divergence (a fresh model starts near 1e4)
-    num_threads: int = 0  # torch intra-op threads; 0 = all cores available to this process
+    # torch intra-op threads (0 = all cores). One by default: two are only ~1.6x faster on an idle
+    # 2-core machine but up to 15x SLOWER when anything else runs (OpenMP threads spin-wait for a busy
+    # core), and the thread count is part of what makes a run bit-reproducible. To use both cores,
+    # train two models in two processes.
+    num_threads: int = 1
 
     def __post_init__(self) -> None:
         positive_ints = ("epochs", "batch_size", "patience", "segments_per_track_per_epoch")
@@ -126,7 +130,7 @@ class SegmentData:
         return batch
 
     def all_segments(self) -> tuple[np.ndarray, np.ndarray]:
-        """(track, segment) indices of every segment, in order: a fixed validation set."""
+        """(track, segment) indices of every segment, in order."""
         tracks = np.concatenate([np.full(len(s), i) for i, s in enumerate(self.mel_segments)])
         segs = np.concatenate([np.arange(len(s)) for s in self.mel_segments])
         return tracks, segs
@@ -191,6 +195,11 @@ def _fit(model, name, train_data, val_data, config, progress, should_stop) -> Fi
     n_train = len(train_data.mel_segments) * config.segments_per_track_per_epoch
     n_batches = math.ceil(n_train / config.batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.epochs * n_batches, eta_min=config.lr / 20)
+    # A fixed draw of validation segments (as many per track as in training): a stable yardstick that
+    # costs a fraction of scoring every segment each epoch.
+    val_segments = None
+    if val_data is not None:
+        val_segments = val_data.sample_segments(config.segments_per_track_per_epoch, np.random.default_rng([config.seed, 1]))
     warmup_steps = config.beta_warmup_epochs * n_batches
     result = FitResult()
     best_loss, best_state, bad_epochs, step = math.inf, None, 0, 0
@@ -222,7 +231,7 @@ def _fit(model, name, train_data, val_data, config, progress, should_stop) -> Fi
         row = {"epoch": epoch, "kl_weight": kl_weight}
         row.update({f"train_{k}": v / n_train for k, v in sums.items()})
         if val_data is not None:
-            val = evaluate(model, val_data, config.batch_size)
+            val = evaluate(model, val_data, config.batch_size, val_segments)
             _check_losses(val, name, epoch, "validation", config.max_loss)
             row.update({f"val_{k}": v for k, v in val.items()})
         row["seconds"] = time.perf_counter() - start
@@ -248,10 +257,15 @@ def _fit(model, name, train_data, val_data, config, progress, should_stop) -> Fi
 
 
 @torch.no_grad()
-def evaluate(model: BaseVAE, data: SegmentData, batch_size: int = 64) -> dict[str, float]:
-    """Mean loss terms over every segment of ``data``, in eval mode (z = mu) with the full KL weight."""
+def evaluate(
+    model: BaseVAE, data: SegmentData, batch_size: int = 64, segments: Optional[tuple[np.ndarray, np.ndarray]] = None
+) -> dict[str, float]:
+    """Mean loss terms in eval mode (z = mu) with the full KL weight.
+
+    Over the ``(tracks, segment indices)`` pairs in ``segments``, or every segment of ``data`` when None.
+    """
     model.eval()
-    tracks, segs = data.all_segments()
+    tracks, segs = data.all_segments() if segments is None else segments
     sums: dict[str, float] = {}
     for index in np.array_split(np.arange(len(tracks)), math.ceil(len(tracks) / batch_size)):
         batch = data.batch(tracks[index], segs[index])
