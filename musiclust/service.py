@@ -16,6 +16,7 @@ from typing import Optional
 
 import librosa
 import numpy as np
+import torch
 
 from musiclust import checkpoint as ckpt
 from musiclust.audio import AudioSource
@@ -71,6 +72,10 @@ class Service:
         self.root = Path(root) / dataset_slug(dataset)
         self._lock = threading.Lock()
         self._bundles: dict[tuple[str, str], ModelBundle] = {}
+        # Serving encodes one track at a time (~10 segments of 128 x 128, ~2 ms on one core): torch's
+        # intra-op threads cannot speed that up, and their waiting made an upload answer 3-7x slower from
+        # the main thread of a busy 2-core machine (benchmark, upload figure). Training sets its own count.
+        torch.set_num_threads(1)
 
     def models(self) -> list[str]:
         """Names of the trained models present for this data set."""
