@@ -34,7 +34,7 @@ def cmd_data(args) -> int:
     for variant in args.variant:
         started = time.perf_counter()
         report = corpus.build_default_set(Path(args.root), variant=variant, jobs=_jobs(args.jobs))
-        print(f"{variant}: {report.summary()} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        print(f"{report.summary()} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return 0
 
 
