@@ -101,6 +101,9 @@ fig.update_xaxes(title_text="time (s)", row=len(rows), col=1)
 fig.update_layout(height=60 + 200 * len(rows), margin=dict(l=10, r=10, t=40, b=10),
                   coloraxis=dict(colorscale=ui.MEL_COLOURSCALE, cmin=zmin, cmax=zmax, colorbar=dict(title="dB")))
 st.plotly_chart(fig, key="recon_fig")
+if "conv_vae_fusion" in names:
+    st.caption("conv_vae_fusion reuses conv_vae's network and joins the lyrics after the encoder, so it reconstructs "
+               "exactly as conv_vae does when both come from the same training run.")
 st.dataframe(pd.DataFrame(errors), hide_index=True, column_config={
     "reconstruction MSE (dB²)": st.column_config.NumberColumn(format="%.1f")})
 
