@@ -7,56 +7,11 @@ import pytest
 import torch
 
 from musiclust.errors import ParameterError
-from musiclust.features import log_mel
 from musiclust.models import MODELS, BetaCVAE, HybridFusion, build_model, config_class, hybrid_embedding, model_name
 
 SR = 22050
 VOCAB = 40
 CONFIGS = {"basic_vae": {}, "conv_vae": {}, "mvae_poe": {"lyrics_dim": VOCAB}, "beta_cvae": {"n_labels": 3}}
-
-
-def synth_clip(group: int, rng: np.random.Generator, seconds: float = 6.0) -> np.ndarray:
-    """Notes of one of three timbres: plucked bright (0), bowed dark (1), noisy percussive (2)."""
-    y, t = np.zeros(int(seconds * SR)), 0.0
-    while t < seconds - 0.5:
-        dur = rng.uniform(0.15, 0.3) if group != 1 else rng.uniform(0.6, 1.2)
-        f0 = 440 * 2 ** ((rng.integers(45, 75) - 69) / 12)
-        n = np.arange(int(dur * SR)) / SR
-        partials = sum(np.sin(2 * np.pi * f0 * k * n) / k ** (1 if group == 0 else 2) for k in range(1, 12) if f0 * k < 9000)
-        env = np.exp(-n * 8) if group != 1 else np.minimum(1, n / 0.2)
-        note = (partials if group != 2 else rng.standard_normal(len(n))) * env
-        start = int(t * SR)
-        y[start : start + len(note)] += note[: len(y) - start]
-        t += dur
-    return (0.5 * y / np.abs(y).max() + 1e-3 * rng.standard_normal(len(y))).astype(np.float32)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: small batches gain nothing from two, and two collapse when the machine is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def real_segments():
-    """12 synthesised clips in 3 timbre groups as the pipeline shapes them: per-band standardised segments.
-
-    Returns ``{"segments": [(n_i, 128, 128) float32], "labels": (N,) int64}``.
-    """
-    rng = np.random.default_rng(0)
-    labels = np.repeat(np.arange(3), 4)
-    mels = [log_mel(synth_clip(int(g), rng)) for g in labels]  # (128, ~259) dB each
-    stacked = np.concatenate(mels, axis=1)
-    mean, std = stacked.mean(axis=1, keepdims=True), stacked.std(axis=1, keepdims=True) + 1e-6
-    segments = []
-    for mel in mels:
-        z = ((mel - mean) / std).astype(np.float32)
-        count = z.shape[1] // 128
-        segments.append(np.ascontiguousarray(z[:, : count * 128].reshape(128, count, 128).transpose(1, 0, 2)))
-    return {"segments": segments, "labels": labels.astype(np.int64)}
 
 
 @pytest.fixture(scope="module")

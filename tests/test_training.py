@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from musiclust.errors import DataError, ParameterError, TrainingCancelled, TrainingError
-from musiclust.features import log_mel
 from musiclust.models import build_model
 from musiclust.training import FitResult, SegmentData, TrainConfig, evaluate, fit
 
@@ -13,41 +12,6 @@ SR = 22050
 VOCAB = 30
 # One thread: small batches gain nothing from two, and two collapse when the machine is busy.
 FAST = dict(epochs=3, batch_size=16, segments_per_track_per_epoch=2, beta_warmup_epochs=1, num_threads=1)
-
-
-def synth_clip(group: int, rng: np.random.Generator, seconds: float = 6.0) -> np.ndarray:
-    """Notes of one of three timbres: plucked bright (0), bowed dark (1), noisy percussive (2)."""
-    y, t = np.zeros(int(seconds * SR)), 0.0
-    while t < seconds - 0.5:
-        dur = rng.uniform(0.15, 0.3) if group != 1 else rng.uniform(0.6, 1.2)
-        f0 = 440 * 2 ** ((rng.integers(45, 75) - 69) / 12)
-        n = np.arange(int(dur * SR)) / SR
-        partials = sum(np.sin(2 * np.pi * f0 * k * n) / k ** (1 if group == 0 else 2) for k in range(1, 12) if f0 * k < 9000)
-        env = np.exp(-n * 8) if group != 1 else np.minimum(1, n / 0.2)
-        note = (partials if group != 2 else rng.standard_normal(len(n))) * env
-        start = int(t * SR)
-        y[start : start + len(note)] += note[: len(y) - start]
-        t += dur
-    return (0.5 * y / np.abs(y).max() + 1e-3 * rng.standard_normal(len(y))).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def real_segments():
-    """12 synthesised clips in 3 timbre groups as the pipeline shapes them: per-band standardised segments.
-
-    Returns ``{"segments": [(n_i, 128, 128) float32], "labels": (N,) int64}`` (as in test_models.py).
-    """
-    rng = np.random.default_rng(0)
-    labels = np.repeat(np.arange(3), 4)
-    mels = [log_mel(synth_clip(int(g), rng)) for g in labels]  # (128, ~259) dB each
-    stacked = np.concatenate(mels, axis=1)
-    mean, std = stacked.mean(axis=1, keepdims=True), stacked.std(axis=1, keepdims=True) + 1e-6
-    segments = []
-    for mel in mels:
-        z = ((mel - mean) / std).astype(np.float32)
-        count = z.shape[1] // 128
-        segments.append(np.ascontiguousarray(z[:, : count * 128].reshape(128, count, 128).transpose(1, 0, 2)))
-    return {"segments": segments, "labels": labels.astype(np.int64)}
 
 
 @pytest.fixture(scope="module")
