@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from musiclust import checkpoint as ckpt
 from musiclust.bundle import ModelBundle
@@ -511,6 +512,10 @@ def test_eight_sessions_upload_and_browse_at_once(trained_checkpoints, real_musi
         copy = uploads / path.name
         shutil.copy(path, copy)
         files.append((copy, service.analyse(SOAK_MODEL, copy).placement.cluster))
+    too_big = uploads / "over-the-limit.wav"
+    y, sr = sf.read(real_clip_paths[0], dtype="int16")
+    sf.write(too_big, np.tile(y, 51 * 2**20 // y.nbytes + 1), sr, subtype="PCM_16")
+    assert too_big.stat().st_size > 50 * 2**20
     bad = uploads / "not-really-audio.wav"
     bad.write_text("these are lyrics, not audio\n" * 50)
     files.insert(3, (bad, None))
@@ -538,6 +543,13 @@ def test_eight_sessions_upload_and_browse_at_once(trained_checkpoints, real_musi
                     opened = time.monotonic()  # every session opens the app first (the model loads once)
                     sessions = await asyncio.gather(*[_open(browser, server.url) for _ in range(SESSIONS)])
                     timings["open"] = time.monotonic() - opened
+                    # the real widget refuses a file over the upload limit in the browser: nothing reaches the page
+                    page = sessions[0][1]
+                    await page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(too_big))
+                    await page.get_by_text("File must be 50.0MB or smaller.").wait_for(timeout=60_000)
+                    await _idle(page)
+                    await _no_exception(page, "over the upload limit")
+                    assert await page.locator("[data-testid='stAlertContentSuccess']").count() == 0
                     warm = server.rss()
                     timings["cpu0"] = (server.cpu_seconds(), _browser_cpu())
                     started = time.monotonic()
