@@ -25,7 +25,7 @@ from typing import Callable, Optional, TypeVar
 
 import numpy as np
 from safetensors import SafetensorError
-from safetensors.numpy import load_file as load_numpy, save_file as save_numpy
+from safetensors.numpy import load as load_numpy_bytes, save_file as save_numpy
 
 from musiclust.errors import CheckpointError, ParameterError
 
@@ -35,7 +35,7 @@ WEIGHTS = "weights.safetensors"
 ARRAYS = "arrays.safetensors"
 KEEP_VERSIONS = 2
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
-LOAD_ATTEMPTS = 3  # a save that switches versions while a reader reads: the reader reads again
+LOAD_ATTEMPTS = 5  # a save that switches versions while a reader reads: the reader reads again
 STALE_STAGING_SECONDS = 3600
 T = TypeVar("T")
 
@@ -169,12 +169,30 @@ def _sha256(path: Path) -> str:
 
 
 def load_version(folder: Path) -> Checkpoint:
-    """Load one checkpoint folder; any damage is a :class:`CheckpointError` naming what is wrong."""
+    """Load one checkpoint folder; any damage is a :class:`CheckpointError` naming what is wrong.
+
+    The three files are opened first and then read through the open handles, so a concurrent save
+    that prunes this version mid-read cannot make the read fail half-way (an unlinked file stays
+    readable while open); the SHA-256 recorded in the manifest is checked on the very bytes parsed.
+    """
     folder = Path(folder)
+    data: dict[str, bytes] = {}
+    handles = {}
     try:
-        meta = json.loads((folder / MANIFEST).read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {folder.name}: no {MANIFEST}") from None
+        for part in (MANIFEST, WEIGHTS, ARRAYS):
+            try:
+                handles[part] = open(folder / part, "rb")
+            except FileNotFoundError:
+                raise CheckpointError(f"checkpoint {folder.name}: " + (f"no {MANIFEST}" if part == MANIFEST else f"{part} is missing")) from None
+            except OSError as exc:
+                raise CheckpointError(f"checkpoint {folder.name}: {part} cannot be read ({exc.strerror or exc})") from None
+        for part, handle in handles.items():
+            data[part] = handle.read()
+    finally:
+        for handle in handles.values():
+            handle.close()
+    try:
+        meta = json.loads(data[MANIFEST].decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"checkpoint {folder.name}: {MANIFEST} is corrupt ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
@@ -182,13 +200,11 @@ def load_version(folder: Path) -> Checkpoint:
     files = meta.get("files")
     parts = {}
     for part in (WEIGHTS, ARRAYS):
+        if isinstance(files, dict) and part in files and hashlib.sha256(data[part]).hexdigest() != files[part]:
+            raise CheckpointError(f"checkpoint {folder.name}: {part} is corrupt (its SHA-256 does not match the manifest)")
         try:
-            if isinstance(files, dict) and part in files and _sha256(folder / part) != files[part]:
-                raise CheckpointError(f"checkpoint {folder.name}: {part} is corrupt (its SHA-256 does not match the manifest)")
-            parts[part] = load_numpy(str(folder / part))
-        except FileNotFoundError:
-            raise CheckpointError(f"checkpoint {folder.name}: {part} is missing") from None
-        except (SafetensorError, OSError, ValueError) as exc:
+            parts[part] = load_numpy_bytes(data[part])
+        except (SafetensorError, OSError, ValueError, TypeError) as exc:
             raise CheckpointError(f"checkpoint {folder.name}: {part} is truncated or corrupt ({exc})") from None
     return Checkpoint(meta, parts[WEIGHTS], parts[ARRAYS], folder)
 

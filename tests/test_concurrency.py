@@ -213,8 +213,9 @@ RAPID_SAVER = textwrap.dedent(
 
 def test_readers_during_back_to_back_saves_get_whole_versions(tmp_path):
     """Saves back to back (8 MB each) prune the version a reader has just resolved: the reader must
-    read the new current version, not fail. (Without the re-read in ``checkpoint.load`` about one
-    load in ten failed with 'arrays.safetensors is missing'.)"""
+    get a whole version, not fail. (Before ``checkpoint.load_version`` read through handles opened up
+    front and ``load`` re-read a switched version, about one load in ten failed with 'arrays.safetensors
+    is missing'.)"""
     root = tmp_path / "checkpoints"
     ckpt.save(root, "m", ckpt.Checkpoint({"value": 0, "versions": {}}, {"w": np.zeros(2_000_000, np.float32)}, {"a": np.arange(3)}))
     seconds = 4.0
