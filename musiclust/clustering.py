@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-from sklearn.cluster import AgglomerativeClustering, KMeans
-from sklearn.metrics import silhouette_score
-from sklearn.mixture import GaussianMixture
 
 from musiclust.errors import ParameterError
+
+# scikit-learn is imported inside the functions that fit: serving (assign, nearest, place_on_map) needs
+# only numpy, and importing sklearn took most of the app's first page (benchmark, app-start figure).
 
 METHODS = ("kmeans", "agglomerative", "gmm")
 
@@ -46,6 +46,9 @@ def _check(x: np.ndarray, k: int) -> None:
 def cluster(x: np.ndarray, k: int, method: str = "kmeans", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Labels ``(N,)`` and centres ``(k, D)`` of ``x`` (already standardised) by ``method``."""
     _check(x, k)
+    from sklearn.cluster import AgglomerativeClustering, KMeans
+    from sklearn.mixture import GaussianMixture
+
     if method == "kmeans":
         model = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(x)
         return model.labels_.astype(np.int64), model.cluster_centers_.astype(np.float32)
@@ -68,6 +71,8 @@ def assign(x: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def silhouette_sweep(x: np.ndarray, ks, seed: int = 0) -> dict[int, float]:
     """Silhouette of k-means for each k: how many clusters the data itself suggests."""
+    from sklearn.metrics import silhouette_score
+
     return {int(k): float(silhouette_score(x, cluster(x, int(k), "kmeans", seed)[0])) for k in ks if 2 <= k < len(x)}
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
 
 from musiclust.errors import ParameterError
 
@@ -28,7 +27,9 @@ class LyricsTfidf:
         self.min_df = min_df
         self.max_df = max_df
 
-    def _vectorizer(self, vocabulary=None) -> TfidfVectorizer:
+    def _vectorizer(self, vocabulary=None):
+        from sklearn.feature_extraction.text import TfidfVectorizer  # here: importing sklearn is slow, and only a fitted model needs it
+
         return TfidfVectorizer(
             max_features=self.max_features,
             min_df=self.min_df,

@@ -11,10 +11,11 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
-from sklearn.metrics.cluster import contingency_matrix
 
 from musiclust.errors import ParameterError
+
+# scikit-learn is imported where a score is computed: importing it is slow, and the app imports this
+# module (through the pipeline) on every first page without scoring anything (benchmark, app start).
 
 INTERNAL = ("silhouette", "calinski_harabasz", "davies_bouldin")
 EXTERNAL = ("ari", "nmi", "purity")
@@ -29,6 +30,8 @@ def purity(labels_true: Sequence, labels_pred: Sequence) -> float:
         raise ParameterError("purity needs two 1-D label arrays of the same length")
     if labels_true.size == 0:
         raise ParameterError("purity of an empty labelling is undefined")
+    from sklearn.metrics.cluster import contingency_matrix
+
     table = contingency_matrix(labels_true, labels_pred)  # (n_groups, n_clusters)
     return float(table.max(axis=0).sum() / table.sum())
 
@@ -39,6 +42,8 @@ def internal_scores(space: np.ndarray, labels: Sequence) -> dict[str, float]:
     n_clusters = len(np.unique(labels))
     if not 2 <= n_clusters <= len(labels) - 1:
         return {name: math.nan for name in INTERNAL}
+    from sklearn import metrics as skm
+
     return {
         "silhouette": float(skm.silhouette_score(space, labels)),
         "calinski_harabasz": float(skm.calinski_harabasz_score(space, labels)),
@@ -48,6 +53,8 @@ def internal_scores(space: np.ndarray, labels: Sequence) -> dict[str, float]:
 
 def external_scores(labels_true: Sequence, labels_pred: Sequence) -> dict[str, float]:
     """Agreement with the known groups (tracks without a group must be removed by the caller)."""
+    from sklearn import metrics as skm
+
     return {
         "ari": float(skm.adjusted_rand_score(labels_true, labels_pred)),
         "nmi": float(skm.normalized_mutual_info_score(labels_true, labels_pred)),

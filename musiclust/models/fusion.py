@@ -18,7 +18,6 @@ from typing import Optional
 
 import numpy as np
 import torch
-from sklearn.decomposition import TruncatedSVD
 from torch import nn
 from torch.nn import functional as F
 
@@ -230,6 +229,8 @@ class HybridFusion:
         if k < 1:  # fewer than 2 lyric-bearing tracks or a 1-word vocabulary: no lyrics axis to learn
             components = np.zeros((0, tfidf.shape[1]), dtype=np.float32)
         else:
+            from sklearn.decomposition import TruncatedSVD  # here: serving never fits, and importing sklearn is slow
+
             components = TruncatedSVD(k, random_state=seed).fit(rows).components_.astype(np.float32)
         coords = rows @ components.T  # (n_lyrics, k)
         lyrics_mean = coords.mean(axis=0) if len(coords) else np.zeros(len(components), dtype=np.float32)
