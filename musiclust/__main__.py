@@ -108,16 +108,15 @@ def cmd_train(args) -> int:
         for name, bundle in bundles.items():  # saved only now: a failure above leaves every old model in place
             bundle.meta.update(data=args.data, data_fingerprint=table_fingerprint(table))
             ckpt.save(root, name, bundle.to_checkpoint())
-        if not (ckpt.load_report(root, "evaluation") or {}).get("seeds", 0) > 1 or args.models == "all":
-            ckpt.save_report(root, "evaluation", report)
+        ckpt.save_report(root, "evaluation", merge_report(ckpt.load_report(root, "evaluation"), report))
     except TrainingCancelled as exc:
         if reporter:
-            reporter.finish(CANCELLED, f"cancelled: {exc}; the previous models are still in use")
+            reporter.finish(CANCELLED, str(exc))
         print(f"error: {exc}", file=sys.stderr)
         return 3
     except MusiclustError as exc:
         if reporter:
-            reporter.finish(FAILED, f"{exc}; the previous models are still in use")
+            reporter.finish(FAILED, f"{exc}" if "previous model" in str(exc) else f"{exc}; the previous models are still in use")
         raise
     for name, bundle in bundles.items():
         m = bundle.meta["metrics"]
@@ -125,6 +124,15 @@ def cmd_train(args) -> int:
     if reporter:
         reporter.finish(SUCCEEDED, f"trained {', '.join(names)}")
     return 0
+
+
+def merge_report(old, new: dict) -> dict:
+    """This run's rows (its models and the baselines) plus the old report's rows of the models it did
+    not train, so retraining one model keeps the others' scores on the metrics page."""
+    if not old:
+        return new
+    trained = {r["model"] for r in new["rows"]}
+    return {**new, "rows": new["rows"] + [r for r in old.get("rows", []) if r.get("model") not in trained]}
 
 
 def table_fingerprint(table) -> str:

@@ -100,7 +100,7 @@ class StatusReporter:
 
     def epoch_done(self, epoch: int, n_epochs: int, losses: dict, seconds: float) -> None:
         self.status.epoch, self.status.n_epochs = epoch, n_epochs
-        value = losses.get("val_loss", losses.get("loss"))
+        value = next((losses[k] for k in ("val_loss", "train_loss", "loss") if losses.get(k) is not None), None)
         self.status.loss = float(value) if value is not None else None
         self._write()
 

@@ -36,7 +36,10 @@ class BasicVAE(BaseVAE):
         self.encoder = nn.Sequential(
             nn.Flatten(),  # (B, 16384)
             nn.Linear(size, config.hidden),  # (B, 128)
-            nn.BatchNorm1d(config.hidden),  # Adam moves all 16,384 input weights at once: keep the sum in range
+            # Adam moves all 16,384 input weights at once: keep the sum in range. LayerNorm, not BatchNorm:
+            # it has no running statistics, so a model validated after a handful of batches is not thrown
+            # off by immature ones (that made small collections diverge at validation).
+            nn.LayerNorm(config.hidden),
             nn.LeakyReLU(0.2),
             nn.Linear(config.hidden, 2 * config.latent_dim),  # (B, 2 * latent_dim)
         )
