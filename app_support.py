@@ -201,10 +201,14 @@ def require_model(ctx: Context):
     if not require_trained(ctx):
         return None
     try:
-        return ctx.bundle()
+        bundle = ctx.bundle()
     except MusiclustError as exc:
         st.error(f"The model {ctx.model} could not be loaded: {md(exc)}")
         return None
+    reason = bundle.meta.get("fallback_reason")
+    if reason:
+        st.warning(f"The newest version of {ctx.model} could not be loaded, so the previous version is in use: {md(reason)}")
+    return bundle
 
 
 # --- retrain -----------------------------------------------------------------------------------

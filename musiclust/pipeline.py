@@ -142,7 +142,7 @@ def train_model(
         model, history = reuse.model, reuse.meta.get("history", [])
         fit_meta = {k: reuse.meta.get(k) for k in ("best_epoch", "stopped_early", "train_seconds")}
     else:
-        model = build_model(arch, model_config(name, prep))
+        model = build_model(arch, model_config(name, prep), seed=s.seed)
         conditioned = arch == "beta_cvae"
         train_cfg = TrainConfig(batch_size=s.batch_size, seed=s.seed, **({} if s.epochs is None else {"epochs": s.epochs}))
         result = fit(
