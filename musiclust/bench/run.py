@@ -302,10 +302,11 @@ def table_rows(results: dict) -> list[list[str]]:
             is_ref = n == m["reference_points"]
             drawn = b.get("page_to_drawn_s")
             rows.append([
-                "5 Map size", f"{n:,} points{' (the collection: reference)' if is_ref else ''}: server build+JSON (ms) · payload · drawn in browser · pan frame p50",
-                f"{_f(row['server_total_s'] * 1000, '.0f')} ms · {_f(row['payload_mb'], '.2f')} MB · " + (f"{drawn:.2f} s · {_f(b.get('frame_ms_p50'), '.0f')} ms" if drawn is not None else b.get("error", "–")),
-                "" if is_ref else f"{_f(ref['server_total_s'] * 1000, '.0f')} ms · {_f(bref.get('page_to_drawn_s'))} s",
-                "" if is_ref else f"{_f(row.get('server_vs_reference'), '.1f')}× · {_f(b.get('drawn_vs_reference'), '.1f')}×",
+                "5 Map size", f"{n:,} points{' (the collection: reference)' if is_ref else ''}: server build+JSON · payload · drawn in browser · pan step",
+                f"{_f(row['server_total_s'] * 1000, '.0f')} ms · {_f(row['payload_mb'], '.2f')} MB · "
+                + (f"{drawn:.2f} s · {_f(b.get('ms_per_drag_step'), '.0f')} ms" if drawn is not None else b.get("error", "–")),
+                "" if is_ref else f"{_f(ref['server_total_s'] * 1000, '.0f')} ms · {_f(bref.get('page_to_drawn_s'))} s · {_f(bref.get('ms_per_drag_step'), '.0f')} ms",
+                "" if is_ref else f"{_f(row.get('server_vs_reference'), '.1f')}× · {_f(b.get('drawn_vs_reference'), '.1f')}× · {_f(b.get('drag_step_vs_reference'), '.1f')}×",
                 ("smooth" if b.get("smooth") else "not smooth") if b else "",
             ])
     if not broken("scaling", "6 Scaling"):
