@@ -32,7 +32,7 @@ def baseline_scores(name: str, prep: Prepared) -> dict:
         labels = random_labels(len(table), prep.k, s.seed)
         return score_partition(space, labels, table.groups)
     if name == "pca_kmeans":
-        raw = pca_embedding(table, prep.normalizer, prep.train_rows, s.latent_dim, s.seed)
+        raw = pca_embedding(table, prep.normalizer, prep.train_rows, s.latent_dim, s.seed, segments=prep.segments)
     elif name == "mfcc_kmeans":
         raw = mfcc_embedding(table)
     elif name == "tfidf_kmeans":
