@@ -111,9 +111,18 @@ def mfcc_statistics(mel_db: np.ndarray, n_mfcc: int = 20) -> np.ndarray:
     """
     if mel_db.ndim != 2:
         raise ParameterError(f"mfcc_statistics expects (n_mels, T), got shape {mel_db.shape}")
-    mfcc = librosa.feature.mfcc(S=mel_db, n_mfcc=n_mfcc)  # (n_mfcc, T)
+    import scipy.fft
+    import scipy.signal
+
+    # The calls librosa.feature.mfcc(S=mel_db) and librosa.feature.delta make, without importing
+    # librosa.feature (~1.2 s of numba set-up in every fresh process: the first upload, each worker).
+    mfcc = scipy.fft.dct(mel_db, axis=-2, type=2, norm="ortho")[:n_mfcc]  # (n_mfcc, T)
     width = min(9, mfcc.shape[1] - (1 - mfcc.shape[1] % 2))  # delta needs an odd width <= T
-    delta = librosa.feature.delta(mfcc, width=max(3, width)) if mfcc.shape[1] >= 3 else np.zeros_like(mfcc)
+    delta = (
+        scipy.signal.savgol_filter(mfcc, max(3, width), deriv=1, polyorder=1, axis=-1, mode="interp")
+        if mfcc.shape[1] >= 3
+        else np.zeros_like(mfcc)
+    )
     stats = [mfcc.mean(axis=1), mfcc.std(axis=1), delta.mean(axis=1), delta.std(axis=1)]
     return np.concatenate(stats).astype(np.float32)
 
