@@ -166,8 +166,8 @@ def train_model(
 @contextmanager
 def _one_torch_thread():
     """Embedding the collection after training runs one track (~10 segments) per network call: a second
-    torch thread only adds waiting. On a busy 2-core machine that waiting made it take 35 s instead of
-    ~1 s per model (benchmark, training figure); on a quiet one 1 thread is ~30 % faster too."""
+    torch thread only adds waiting. On a busy 2-core machine that waiting made it take 29-35 s instead of
+    ~1.5 s per model (benchmark, training figure); on a quiet one both take ~1.5 s."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
