@@ -7,6 +7,7 @@ VAE latent. The scaler, centres and map are plain arrays: a checkpoint stores th
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -76,13 +77,45 @@ def silhouette_sweep(x: np.ndarray, ks, seed: int = 0) -> dict[int, float]:
     return {int(k): float(silhouette_score(x, cluster(x, int(k), "kmeans", seed)[0])) for k in ks if 2 <= k < len(x)}
 
 
+EXACT_KNN_MAX = 4096  # up to this many tracks the map's neighbour graph is computed exactly with numpy
+
+
+def exact_knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest rows of every row of ``x`` (itself first, at distance 0), Euclidean, exact:
+    ``(N, k)`` int32 indices and float32 distances, in row blocks so memory stays ~N x 512."""
+    x = np.asarray(x, dtype=np.float64)
+    sq = (x * x).sum(axis=1)
+    indices = np.empty((len(x), k), dtype=np.int32)
+    distances = np.empty((len(x), k), dtype=np.float32)
+    for start in range(0, len(x), 512):
+        rows = np.arange(start, min(start + 512, len(x)))
+        d2 = np.maximum(sq[rows, None] - 2.0 * (x[rows] @ x.T) + sq[None, :], 0.0)  # (b, N)
+        d2[np.arange(len(rows)), rows] = -1.0  # each row its own first neighbour, whatever the rounding
+        part = np.argpartition(d2, k - 1, axis=1)[:, :k]
+        order = np.argsort(np.take_along_axis(d2, part, axis=1), axis=1, kind="stable")
+        indices[rows] = np.take_along_axis(part, order, axis=1)
+        distances[rows] = np.sqrt(np.maximum(np.take_along_axis(d2, indices[rows], axis=1), 0.0))
+    return indices, distances
+
+
 def umap_map(x: np.ndarray, seed: int = 0, n_neighbors: int = 15) -> np.ndarray:
-    """2-D UMAP of ``x``: ``(N, 2)`` float32 (fitted once at training time and saved)."""
+    """2-D UMAP of ``x``: ``(N, 2)`` float32 (fitted once at training time and saved).
+
+    Up to ``EXACT_KNN_MAX`` tracks the neighbour graph is exact and computed here, which spares UMAP's
+    approximate search (pynndescent) and its numba compilation: ~4 s of every retrain (benchmark,
+    training figure). Larger collections use UMAP's own search.
+    """
     import umap  # imported here: numba compilation makes it slow to import, and only training needs it
 
     n_neighbors = max(2, min(n_neighbors, len(x) - 1))
-    reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=0.1, random_state=seed, n_jobs=1)
-    return reducer.fit_transform(x).astype(np.float32)
+    knn = exact_knn(x, n_neighbors) if len(x) <= EXACT_KNN_MAX else None
+    reducer = umap.UMAP(
+        n_components=2, n_neighbors=n_neighbors, min_dist=0.1, random_state=seed, n_jobs=1,
+        precomputed_knn=(*knn, None) if knn is not None else (None, None, None),
+    )
+    with warnings.catch_warnings():  # "transform will be unavailable": the map never transforms (see place_on_map)
+        warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]")
+        return reducer.fit_transform(x).astype(np.float32)
 
 
 def nearest(query: np.ndarray, x: np.ndarray, k: int = 5, exclude: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
