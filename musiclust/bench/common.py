@@ -229,7 +229,7 @@ class PeakRSS:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _sample(self) -> tuple[int, int]:
+    def _sample(self, with_pss: bool) -> tuple[int, int]:
         import psutil
 
         try:
@@ -240,21 +240,25 @@ class PeakRSS:
         rss = pss = 0
         for p in procs:
             try:
-                info = p.memory_full_info()
+                # PSS reads /proc/<pid>/smaps_rollup (~1.3 ms a process): sampled 5x less often than RSS
+                info = p.memory_full_info() if with_pss else p.memory_info()
             except (psutil.Error, OSError):
                 continue
             rss += info.rss
-            pss += getattr(info, "pss", info.rss)
+            pss += getattr(info, "pss", info.rss) if with_pss else 0
         return rss, pss
 
-    def _update(self) -> None:
-        rss, pss = self._sample()
+    def _update(self, with_pss: bool = True) -> None:
+        rss, pss = self._sample(with_pss)
         self.peak = max(self.peak, rss)
-        self.peak_pss = max(self.peak_pss, pss)
+        if with_pss:
+            self.peak_pss = max(self.peak_pss, pss)
 
     def _run(self) -> None:
+        tick = 0
         while not self._stop.is_set():
-            self._update()
+            self._update(with_pss=tick % 5 == 0)
+            tick += 1
             self._stop.wait(self.interval)
 
     def __enter__(self) -> "PeakRSS":

@@ -324,6 +324,11 @@ def table_rows(results: dict) -> list[list[str]]:
                 f"{one['ms_per_clip'] / by[(small, 1)]['ms_per_clip']:.2f}× · speed-up {one['seconds'] / two['seconds']:.2f}×",
                 "",
             ])
+        fit = sc.get("linear_fit") or {}
+        if "1" in fit and "2" in fit:
+            rows.append(["6 Scaling", "linear fit, total = fixed + N x per clip: ms/clip 1 worker · 2 workers (fixed s)",
+                         f"{fit['1']['ms_per_clip']:.1f} · {fit['2']['ms_per_clip']:.1f} ({fit['1']['fixed_s']:.1f} / {fit['2']['fixed_s']:.1f} s)", "",
+                         f"speed-up {fit['1']['ms_per_clip'] / fit['2']['ms_per_clip']:.2f}× · memory {sc['memory_mb_per_clip'].get('1', float('nan')):.2f} MB/clip", ""])
         floor = (sc["reference"]["floor_ms_per_clip_before"] + sc["reference"]["floor_ms_per_clip_after"]) / 2
         rows.append(["6 Scaling", "floor (soundfile + bare rFFT, 1 core) on the same files (ms/clip)", "", f"{floor:.1f}", "", _met(sc["goals"]["flat"])])
     return rows
