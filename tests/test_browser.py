@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from browser_support import POINT_JS
 
 pytestmark = pytest.mark.browser
 
@@ -151,28 +152,7 @@ def test_upload_shows_its_cluster(server, page, real_clip_paths):
 
 def point_to_click(page) -> dict:
     """The most isolated point of the map, in page pixels, with its track id and title (from customdata)."""
-    return page.evaluate(
-        """(sel) => {
-        const gd = document.querySelector(sel);
-        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, rect = gd.getBoundingClientRect();
-        const pts = [];
-        for (const t of gd._fullData) {
-            if (!t.customdata) continue;
-            for (let i = 0; i < t.x.length && pts.length < 2000; i++) {
-                const px = rect.left + xa._offset + xa.l2p(t.x[i]), py = rect.top + ya._offset + ya.l2p(t.y[i]);
-                if (py - rect.top > 60) pts.push({px, py, id: t.customdata[i][0], title: t.customdata[i][1]});
-            }
-        }
-        let best = null, bestGap = -1;
-        for (const p of pts) {
-            let gap = Infinity;
-            for (const q of pts) if (q !== p) gap = Math.min(gap, Math.hypot(p.px - q.px, p.py - q.py));
-            if (gap > bestGap) { bestGap = gap; best = p; }
-        }
-        return best;
-    }""",
-        CHART,
-    )
+    return page.evaluate(POINT_JS, CHART)
 
 
 def test_clicking_a_map_point_plays_that_track(server, page):
