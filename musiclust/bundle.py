@@ -212,6 +212,7 @@ class ModelBundle:
             tracks=self.tracks,
             label_names=self.label_names,
             conditioned_on_label=self.conditioned_on_label,
+            space_unit_norm=bool(self.scaler.unit_norm),
             fusion=(
                 {"kind": "hybrid", "weight": self.fusion.weight, "audio_scale": self.fusion.audio_scale, "lyrics_scale": self.fusion.lyrics_scale}
                 if self.fusion is not None
@@ -254,7 +255,7 @@ class ModelBundle:
                 feature_config=FeatureConfig.from_dict(meta["feature_config"]),
                 normalizer=MelNormalizer(arrays["mel_mean"], arrays["mel_std"]),
                 tfidf=tfidf,
-                scaler=Standardizer(arrays["scaler_mean"], arrays["scaler_scale"]),
+                scaler=Standardizer(arrays["scaler_mean"], arrays["scaler_scale"], bool(meta.get("space_unit_norm", False))),
                 centres=arrays["centres"],
                 space=arrays["space"],
                 labels=arrays["labels"],

@@ -23,10 +23,17 @@ METHODS = ("kmeans", "agglomerative", "gmm")
 
 @dataclass
 class Standardizer:
-    """z-score per dimension; dimensions with no spread are left unscaled."""
+    """z-score per dimension; dimensions with no spread are left unscaled.
+
+    With ``unit_norm`` each standardised row is then divided by its length, so distances compare
+    directions only (k-means on unit vectors is spherical k-means, i.e. cosine similarity): for models
+    whose latent norm says how confident the posterior is rather than what the track is (the product of
+    experts, see :attr:`~musiclust.models.base.BaseVAE.cluster_on_direction`).
+    """
 
     mean: np.ndarray
     scale: np.ndarray
+    unit_norm: bool = False
 
     @classmethod
     def fit(cls, x: np.ndarray) -> "Standardizer":
@@ -34,7 +41,10 @@ class Standardizer:
         return cls(x.mean(axis=0), np.where(std > 1e-8, std, 1.0))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return ((x - self.mean) / self.scale).astype(np.float32)
+        z = (x - self.mean) / self.scale  # (N, D)
+        if self.unit_norm:
+            z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+        return z.astype(np.float32)
 
 
 def _check(x: np.ndarray, k: int) -> None:

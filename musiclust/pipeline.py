@@ -230,7 +230,7 @@ def _finish(name: str, model, prep: Prepared, fusion: Optional[HybridFusion]) ->
     raw = bundle.raw_embedding(table.mels, table.lyrics)  # (N, D)
     # Latents are only centred, not z-scored per dimension: the KL term already puts active dimensions
     # on a unit scale, and z-scoring would blow collapsed (near-constant) dimensions up into noise.
-    bundle.scaler = Standardizer(raw.mean(axis=0), np.ones(raw.shape[1], np.float32))
+    bundle.scaler = Standardizer(raw.mean(axis=0), np.ones(raw.shape[1], np.float32), bool(model.cluster_on_direction))
     bundle.space = bundle.scaler(raw)
     bundle.labels, bundle.centres = cluster(bundle.space, prep.k, s.cluster_method, s.seed)
     bundle.coords = umap_map(bundle.space, seed=s.seed)

@@ -49,6 +49,19 @@ def test_collection_track_lands_on_itself(service):
     np.testing.assert_allclose(answer.placement.coords, bundle.coords[3], atol=1e-5)
 
 
+def test_poe_clusters_by_direction_and_keeps_it_across_a_reload(service):
+    """The product of experts is clustered on unit vectors (cosine); the audio-only ConvVAE is not."""
+    poe, conv = service.bundle("mvae_poe"), service.bundle("conv_vae")
+    np.testing.assert_allclose(np.linalg.norm(poe.space, axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(np.linalg.norm(conv.space, axis=1), 1.0, atol=1e-3)
+    again = ModelBundle.from_checkpoint(ckpt.load(service.root, "mvae_poe"))
+    assert again.scaler.unit_norm and not service.bundle("conv_vae").scaler.unit_norm
+    row = next(i for i, t in enumerate(poe.tracks) if not t["has_lyrics"])  # same input as at training
+    answer = service.analyse("mvae_poe", poe.tracks[row]["path"], None)
+    assert answer.placement.neighbours[0].id == poe.tracks[row]["id"]
+    assert answer.placement.cluster == int(poe.labels[row])
+
+
 def test_poe_uses_lyrics_only_when_given(service, real_clip_paths):
     with_lyrics = service.analyse("mvae_poe", real_clip_paths[0], "Herr Gott dich loben wir")
     without = service.analyse("mvae_poe", real_clip_paths[0], None)

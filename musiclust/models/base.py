@@ -72,6 +72,9 @@ class BaseVAE(nn.Module, ABC):
     # True when the decoder sees the group label: the latent is then pushed to drop group information,
     # so its clustering score against that label is not a fair comparison and is flagged.
     conditioned_on_label: ClassVar[bool] = False
+    # True when the length of a track's latent mean carries no style information (only how sure the
+    # posterior is), so tracks are clustered, mapped and compared by direction (cosine) instead.
+    cluster_on_direction: ClassVar[bool] = False
 
     def __init__(self, config: VAEConfig):
         super().__init__()
