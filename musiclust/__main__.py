@@ -1,4 +1,4 @@
-"""Command line: ``python -m musiclust {data,train,evaluate,predict}``.
+"""Command line: ``python -m musiclust {data,features,train,evaluate,predict,bench}``.
 
 Bad input to any command exits with status 2 and one line ``error: …`` on stderr, no traceback.
 """
@@ -38,17 +38,48 @@ def cmd_data(args) -> int:
     return 0
 
 
-def _table(spec: str, jobs: int):
+def _table(spec: str, jobs: int, store: Optional[str] = None):
     from musiclust.data.collection import load_collection
     from musiclust.dataset import featurize
 
     collection = load_collection(spec)
-    table = featurize(collection, jobs=jobs)
+    if store:  # features a `features` run (Dask) wrote; mels stay in the shards (musiclust.shards)
+        from musiclust.shards import table_from_store
+
+        table = table_from_store(collection, Path(store))
+    else:
+        table = featurize(collection, jobs=jobs)
     if table.skipped:
         print(f"skipped {len(table.skipped)} file(s):", file=sys.stderr)
         for path, reason in list(table.skipped.items())[:20]:
             print(f"  {Path(path).name}: {reason}", file=sys.stderr)
     return table
+
+
+DEFAULT_STORE = REPO_ROOT / "data" / "cache" / "feature-store"
+
+
+def cmd_features(args) -> int:
+    """Featurize a collection into the sharded store on Dask (a LocalCluster, or --scheduler's cluster)."""
+    from musiclust.data.collection import load_collection
+    from musiclust.distributed import featurize_to_store
+
+    if args.partition_size < 1:
+        raise ParameterError(f"--partition-size must be at least 1, got {args.partition_size}")
+    if args.workers is not None and args.workers < 1:
+        raise ParameterError(f"--workers must be at least 1, got {args.workers}")
+    collection = load_collection(args.data)
+    report = featurize_to_store([t.path for t in collection.tracks], Path(args.store), scheduler=args.scheduler,
+                                workers=args.workers, partition_size=args.partition_size)
+    for path, reason in list(report.failed.items())[:20]:
+        print(f"  skipped {Path(path).name}: {reason}", file=sys.stderr)
+    print(f"{report.featurized} track(s) featurized into {report.shards_written} shard(s), {len(report.failed)} failed, "
+          f"{report.already} already in {args.store} ({report.seconds:.1f} s)", file=sys.stderr)
+    if report.lost_partitions:
+        key, why = next(iter(report.lost_partitions.items()))
+        raise MusiclustError(f"{len(report.lost_partitions)} partition(s) could not be written (first: {key}: {why}); "
+                             "run the same command again to resume")
+    return 0
 
 
 def _names(value: str, allowed: tuple) -> list[str]:
@@ -86,7 +117,7 @@ def cmd_train(args) -> int:
     try:
         if reporter:
             reporter.note("reading features")
-        table = _table(args.data, _jobs(args.jobs))
+        table = _table(args.data, _jobs(args.jobs), args.features)
         settings = _settings(args)
         bar = _EpochBar() if reporter is None else None
         bundles = train_models(
@@ -175,7 +206,7 @@ def cmd_evaluate(args) -> int:
     from musiclust.service import dataset_slug
 
     names = _names(args.models, ALL_NAMES)
-    table = _table(args.data, _jobs(args.jobs))
+    table = _table(args.data, _jobs(args.jobs), args.features)
     summary, rows = evaluate(table, names, _settings(args), seeds=args.seeds, progress=lambda m: print(m, file=sys.stderr))
     records = to_records(summary)
     if args.save:
@@ -254,6 +285,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--k", type=int, help="clusters (default: the number of groups)")
         p.add_argument("--jobs", type=int, help="feature worker processes (default: up to 2)")
         p.add_argument("--checkpoints", default=str(REPO_ROOT / "checkpoints"))
+        p.add_argument("--features", metavar="STORE", help="read features from a sharded store written by `features` (no featurization)")
+
+    feats = sub.add_parser("features", help="featurize a collection into a sharded store on Dask (local cluster or --scheduler)")
+    feats.add_argument("--data", default="default", help="default, default:piano, a music folder, or a CSV manifest")
+    feats.add_argument("--store", default=str(DEFAULT_STORE), help="the store directory (shared storage for a remote cluster)")
+    feats.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler, e.g. tcp://host:8786 (default: a local cluster)")
+    feats.add_argument("--workers", type=int, help="worker processes of the local cluster (default: one per core)")
+    feats.add_argument("--partition-size", type=int, default=64, help="tracks per task and shard (default 64)")
+    feats.set_defaults(func=cmd_features)
 
     train = sub.add_parser("train", help="train models and save checkpoints")
     common(train, "all")

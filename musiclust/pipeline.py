@@ -15,6 +15,7 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
+from musiclust import streaming
 from musiclust.bundle import ModelBundle
 from musiclust.clustering import Standardizer, cluster, umap_map
 from musiclust.dataset import MelNormalizer, TrackTable, split_by_piece, track_segments
@@ -92,9 +93,12 @@ class Prepared:
 
 def prepare(table: TrackTable, settings: Settings) -> Prepared:
     train_rows, val_rows = split_by_piece(table.tracks, settings.val_fraction, settings.seed)
-    normalizer = MelNormalizer.fit([table.mels[i] for i in train_rows])
     frames = table.config.segment_frames
-    segs = [track_segments(m, normalizer, frames) for m in table.mels]
+    if streaming.is_lazy(table):  # mels in a sharded store: one normalising pass, segments read on access
+        normalizer, segs = streaming.prepare_segments(table, train_rows)
+    else:
+        normalizer = MelNormalizer.fit([table.mels[i] for i in train_rows])
+        segs = [track_segments(m, normalizer, frames) for m in table.mels]
     tfidf = LyricsTfidf(max_features=settings.tfidf_max_features).fit(table.lyrics)
     lyrics, has_lyrics = tfidf.transform(table.lyrics)
     n_groups = len(table.label_names())
