@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from musiclust import checkpoint as ckpt
-from musiclust.clustering import Standardizer, assign, nearest, place_on_map
+from musiclust.clustering import Standardizer, assign, nearest, place_on_map, squared_norms
 from musiclust.config import FeatureConfig
 from musiclust.dataset import MelNormalizer, track_segments
 from musiclust.errors import CheckpointError, MusiclustError, ParameterError
@@ -65,6 +65,10 @@ class ModelBundle:
     label_names: list[str]
     fusion: Optional[HybridFusion] = None
     meta: dict = field(default_factory=dict)
+    # Serving caches, built on first use from the arrays above and never saved (no index in a checkpoint):
+    # squared norms of ``space`` for exact neighbour search, and track id -> row.
+    _norms: Optional[tuple] = field(default=None, init=False, repr=False, compare=False)
+    _rows: Optional[tuple] = field(default=None, init=False, repr=False, compare=False)
 
     # --- encoding -------------------------------------------------------------------------
     def _lyrics_rows(self, lyrics: list[Optional[str]]) -> tuple[np.ndarray, np.ndarray]:
@@ -104,8 +108,10 @@ class ModelBundle:
         cluster = int(cluster[0])
         members = self.space[self.labels == cluster]
         member_dist = np.linalg.norm(members - self.centres[cluster], axis=1) if len(members) else np.array([np.nan])
-        idx, dist = nearest(point, self.space, n_neighbours)
-        coords = place_on_map(point, self.space, self.coords)
+        # One exact search serves both the neighbour list and the map position (10 neighbours).
+        idx, dist = nearest(point, self.space, max(n_neighbours, 10), sq_norms=self.space_norms())
+        coords = place_on_map(point, self.space, self.coords, neighbours=(idx, dist))
+        idx, dist = idx[:n_neighbours], dist[:n_neighbours]
         _, has = self._lyrics_rows([lyrics])
         return Placement(
             cluster=cluster,
@@ -122,14 +128,23 @@ class ModelBundle:
 
     def neighbours_of(self, track_id: str, n: int = 5) -> list[Neighbour]:
         row = self.row(track_id)
-        idx, dist = nearest(self.space[row], self.space, n, exclude=row)
+        idx, dist = nearest(self.space[row], self.space, n, exclude=row, sq_norms=self.space_norms())
         return [self.neighbour(i, d) for i, d in zip(idx, dist)]
 
+    def space_norms(self) -> np.ndarray:
+        """``(N,)`` squared norms of ``space``, computed once per collection array (1 ms at 100k tracks)."""
+        if self._norms is None or self._norms[0] is not self.space:
+            self._norms = (self.space, squared_norms(self.space))
+        return self._norms[1]
+
     def row(self, track_id: str) -> int:
-        for i, t in enumerate(self.tracks):
-            if t["id"] == track_id:
-                return i
-        raise ParameterError(f"no track {track_id!r} in model {self.name}")
+        """Row of a collection track: a dict built once (a scan of 100k track entries took ~5 ms a call)."""
+        if self._rows is None or self._rows[0] is not self.tracks:
+            self._rows = (self.tracks, {t["id"]: i for i, t in reversed(list(enumerate(self.tracks)))})  # first row wins
+        found = self._rows[1].get(track_id)
+        if found is None:
+            raise ParameterError(f"no track {track_id!r} in model {self.name}")
+        return found
 
     @property
     def uses_lyrics(self) -> bool:

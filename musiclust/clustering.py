@@ -20,6 +20,20 @@ from musiclust.errors import ParameterError
 
 METHODS = ("kmeans", "agglomerative", "gmm")
 
+# Scaling thresholds (issue #7), each from a measurement on the 2-core development machine (one thread,
+# 32-D latents of 10 overlapping Gaussian clusters; README, Performance, figure 7):
+# - k-means (n_init=10) costs ~12-17 us a track: 1.2 s at 100k, 16.7 s at 1M. MiniBatchKMeans finds the
+#   same partition at 1M (ARI 0.998 against k-means, inertia +0.003 %) in 5.3 s, but at 10k-100k it stops
+#   in worse local minima (inertia +1-3 %), so it is used only above KMEANS_MAX_TRACKS.
+# - Ward agglomerative clustering needs O(N^2) memory (a 100k-track tree would need ~40 GB): refused above
+#   AGGLOMERATIVE_MAX_TRACKS with a message, not left to run out of memory.
+# - UMAP is fitted on a seeded sample of UMAP_FIT_MAX tracks above that size and the rest are placed with
+#   UMAP's own ``transform``: the fit's cost grows faster than linearly, transform's linearly.
+KMEANS_MAX_TRACKS = 100_000
+AGGLOMERATIVE_MAX_TRACKS = 20_000
+UMAP_FIT_MAX = 20_000
+SILHOUETTE_SAMPLE = 10_000  # silhouette is O(N^2): above this many tracks it is computed on a seeded sample
+
 
 @dataclass
 class Standardizer:
@@ -54,19 +68,38 @@ def _check(x: np.ndarray, k: int) -> None:
         raise ParameterError(f"k must be between 2 and the number of tracks ({len(x)}), got {k}")
 
 
-def cluster(x: np.ndarray, k: int, method: str = "kmeans", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Labels ``(N,)`` and centres ``(k, D)`` of ``x`` (already standardised) by ``method``."""
+def kmeans_kind(n: int, minibatch_above: int = KMEANS_MAX_TRACKS) -> str:
+    """Which k-means ``cluster`` runs for ``n`` tracks: ``"kmeans"`` or ``"minibatch_kmeans"``."""
+    return "minibatch_kmeans" if n > minibatch_above else "kmeans"
+
+
+def cluster(
+    x: np.ndarray, k: int, method: str = "kmeans", seed: int = 0, minibatch_above: int = KMEANS_MAX_TRACKS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels ``(N,)`` and centres ``(k, D)`` of ``x`` (already standardised) by ``method``.
+
+    ``kmeans`` is scikit-learn's full-batch k-means up to ``minibatch_above`` tracks and MiniBatchKMeans
+    (seeded, 4,096-track batches, best of 10 initialisations) above, where it finds the same partition
+    3x faster (see ``KMEANS_MAX_TRACKS``)."""
     _check(x, k)
-    from sklearn.cluster import AgglomerativeClustering, KMeans
+    from sklearn.cluster import AgglomerativeClustering, KMeans, MiniBatchKMeans
     from sklearn.mixture import GaussianMixture
 
     if method == "kmeans":
-        model = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(x)
+        if kmeans_kind(len(x), minibatch_above) == "minibatch_kmeans":
+            model = MiniBatchKMeans(n_clusters=k, n_init=10, batch_size=4096, random_state=seed).fit(x)
+        else:
+            model = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(x)
         return model.labels_.astype(np.int64), model.cluster_centers_.astype(np.float32)
     if method == "gmm":
         model = GaussianMixture(n_components=k, covariance_type="diag", n_init=3, random_state=seed).fit(x)
         return model.predict(x).astype(np.int64), model.means_.astype(np.float32)
     if method == "agglomerative":
+        if len(x) > AGGLOMERATIVE_MAX_TRACKS:
+            raise ParameterError(
+                f"agglomerative clustering needs memory in N^2: {len(x):,} tracks is more than {AGGLOMERATIVE_MAX_TRACKS:,}; "
+                "use kmeans or gmm for a collection this large"
+            )
         labels = AgglomerativeClustering(n_clusters=k, linkage="ward").fit_predict(x).astype(np.int64)
         centres = np.stack([x[labels == c].mean(axis=0) for c in range(k)]).astype(np.float32)
         return labels, centres
@@ -80,11 +113,16 @@ def assign(x: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return labels, dist[np.arange(len(x)), labels]
 
 
-def silhouette_sweep(x: np.ndarray, ks, seed: int = 0) -> dict[int, float]:
-    """Silhouette of k-means for each k: how many clusters the data itself suggests."""
+def silhouette_sweep(x: np.ndarray, ks, seed: int = 0, sample: int = SILHOUETTE_SAMPLE) -> dict[int, float]:
+    """Silhouette of k-means for each k: how many clusters the data itself suggests (on a seeded sample of
+    ``sample`` tracks above that size: the score is O(N^2))."""
     from sklearn.metrics import silhouette_score
 
-    return {int(k): float(silhouette_score(x, cluster(x, int(k), "kmeans", seed)[0])) for k in ks if 2 <= k < len(x)}
+    size = sample if len(x) > sample else None
+    return {
+        int(k): float(silhouette_score(x, cluster(x, int(k), "kmeans", seed)[0], sample_size=size, random_state=seed))
+        for k in ks if 2 <= k < len(x)
+    }
 
 
 EXACT_KNN_MAX = 4096  # up to this many tracks the map's neighbour graph is computed exactly with numpy
@@ -108,13 +146,30 @@ def exact_knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return indices, distances
 
 
-def umap_map(x: np.ndarray, seed: int = 0, n_neighbors: int = 15) -> np.ndarray:
+def map_kind(n: int, fit_max: int = UMAP_FIT_MAX) -> str:
+    """How ``umap_map`` maps ``n`` tracks: ``"umap"`` (one fit) or ``"umap_sample_transform"``."""
+    return "umap_sample_transform" if n > fit_max else "umap"
+
+
+def map_sample(n: int, fit_max: int, seed: int) -> np.ndarray:
+    """The sorted rows ``(fit_max,)`` a large map is fitted on: uniform, seeded, so a retrain with the same
+    seed draws the same ones."""
+    return np.sort(np.random.default_rng(seed).choice(n, size=fit_max, replace=False))
+
+
+def umap_map(x: np.ndarray, seed: int = 0, n_neighbors: int = 15, fit_max: int = UMAP_FIT_MAX) -> np.ndarray:
     """2-D UMAP of ``x``: ``(N, 2)`` float32 (fitted once at training time and saved).
 
     Up to ``EXACT_KNN_MAX`` tracks the neighbour graph is exact and computed here, which spares UMAP's
     approximate search (pynndescent) and its numba compilation: ~4 s of every retrain (benchmark,
-    training figure). Larger collections use UMAP's own search.
+    training figure). Larger collections use UMAP's own search. Above ``fit_max`` tracks UMAP is fitted on
+    a seeded uniform sample of ``fit_max`` of them (:func:`map_sample`) and every other track is placed by
+    UMAP's ``transform`` (its neighbours in the sample, then a few epochs of the same layout optimisation),
+    which costs linearly in N; the trustworthiness of that map against a full fit is measured in the
+    benchmark (figure 7). Up to ``fit_max`` the map is exactly what it was before sampling existed.
     """
+    if len(x) > fit_max:
+        return _sample_and_transform(x, seed, n_neighbors, fit_max)
     import umap  # imported here: numba compilation makes it slow to import, and only training needs it
 
     n_neighbors = max(2, min(n_neighbors, len(x) - 1))
@@ -128,22 +183,65 @@ def umap_map(x: np.ndarray, seed: int = 0, n_neighbors: int = 15) -> np.ndarray:
         return reducer.fit_transform(x).astype(np.float32)
 
 
-def nearest(query: np.ndarray, x: np.ndarray, k: int = 5, exclude: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and Euclidean distances of the ``k`` rows of ``x`` nearest to one ``query`` ``(D,)``."""
-    dist = np.linalg.norm(x - query[None, :], axis=1)  # (N,)
+def _sample_and_transform(x: np.ndarray, seed: int, n_neighbors: int, fit_max: int) -> np.ndarray:
+    """UMAP fitted on :func:`map_sample` rows, UMAP ``transform`` for the others; ``(N, 2)`` float32. The
+    reducer is used and dropped here: nothing of it is saved (a new upload is placed by ``place_on_map``)."""
+    import umap
+
+    rows = map_sample(len(x), fit_max, seed)  # (fit_max,)
+    rest = np.setdiff1d(np.arange(len(x)), rows, assume_unique=True)  # (N - fit_max,)
+    n_neighbors = max(2, min(n_neighbors, fit_max - 1))
+    # UMAP's own neighbour search (pynndescent), not exact_knn: transform needs the search index it builds.
+    reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=0.1, random_state=seed, transform_seed=seed, n_jobs=1)
+    coords = np.empty((len(x), 2), dtype=np.float32)
+    coords[rows] = reducer.fit_transform(x[rows])
+    coords[rest] = reducer.transform(x[rest])
+    return coords
+
+
+def squared_norms(x: np.ndarray) -> np.ndarray:
+    """``(N,)`` float32 squared row norms of ``x``, for :func:`nearest` (computed once per collection)."""
+    return np.einsum("ij,ij->i", x, x, dtype=np.float32)
+
+
+def nearest(
+    query: np.ndarray, x: np.ndarray, k: int = 5, exclude: Optional[int] = None, sq_norms: Optional[np.ndarray] = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and Euclidean distances of the ``k`` rows of ``x`` nearest to one ``query`` ``(D,)``: exact.
+
+    With ``sq_norms`` (:func:`squared_norms` of ``x``) the search is one matrix-vector product,
+    ``|x|^2 - 2 x.q``, with no (N, D) temporary; the ``k + 16`` best candidates are then re-ranked on their
+    true distances, so float32 cancellation cannot reorder close neighbours. Exact search stays cheap for a
+    single query (benchmark figure 7: ~1 ms at 100k tracks, ~15 ms at 1M), which is why serving uses no
+    approximate index: pynndescent is only used where exact is slow, for UMAP's all-pairs graph.
+    """
+    n = len(x)
+    k = min(k, n - (exclude is not None))
+    if sq_norms is None:
+        score = np.linalg.norm(x - query[None, :], axis=1)  # (N,) true distances
+        candidates = k
+    else:
+        score = sq_norms - 2.0 * (x @ query.astype(x.dtype, copy=False))  # (N,) distance^2 - |q|^2
+        candidates = min(n, k + 16 + (exclude is not None))
     if exclude is not None:
-        dist[exclude] = np.inf
-    k = min(k, len(x) - (exclude is not None))
-    order = np.argpartition(dist, k - 1)[:k] if k < len(x) else np.arange(len(x))
-    order = order[np.argsort(dist[order])]
-    return order, dist[order]
+        score[exclude] = np.inf
+    order = np.argpartition(score, candidates - 1)[:candidates] if candidates < n else np.arange(n)
+    dist = np.linalg.norm(x[order] - query[None, :], axis=1)  # (candidates,)
+    if exclude is not None:
+        dist[order == exclude] = np.inf
+    keep = np.argsort(dist, kind="stable")[:k]
+    return order[keep], dist[keep]
 
 
-def place_on_map(query: np.ndarray, x: np.ndarray, coords: np.ndarray, k: int = 10) -> np.ndarray:
+def place_on_map(
+    query: np.ndarray, x: np.ndarray, coords: np.ndarray, k: int = 10, neighbours: Optional[tuple[np.ndarray, np.ndarray]] = None
+) -> np.ndarray:
     """Map position ``(2,)`` of a new point: the inverse-distance-weighted mean of its ``k`` nearest
     neighbours' positions. Unlike UMAP's ``transform`` it needs only arrays (no pickled reducer) and
-    takes well under a millisecond; a point identical to a collection track lands on it."""
-    idx, dist = nearest(query, x, k)
+    takes well under a millisecond; a point identical to a collection track lands on it. ``neighbours``
+    (indices and distances from :func:`nearest`, nearest first) spares a second search."""
+    idx, dist = neighbours if neighbours is not None else nearest(query, x, k)
+    idx, dist = idx[:k], dist[:k]
     if dist[0] < 1e-9:
         return coords[idx[0]].astype(np.float32)
     weights = 1.0 / dist**2

@@ -12,6 +12,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from musiclust.clustering import SILHOUETTE_SAMPLE
 from musiclust.errors import ParameterError
 
 # scikit-learn is imported where a score is computed: importing it is slow, and the app imports this
@@ -36,19 +37,28 @@ def purity(labels_true: Sequence, labels_pred: Sequence) -> float:
     return float(table.max(axis=0).sum() / table.sum())
 
 
-def internal_scores(space: np.ndarray, labels: Sequence) -> dict[str, float]:
-    """Scores of the partition in its own space; NaN where undefined (one cluster, or one per point)."""
+def internal_scores(space: np.ndarray, labels: Sequence, silhouette_sample: int = SILHOUETTE_SAMPLE, seed: int = 0) -> dict[str, float]:
+    """Scores of the partition in its own space; NaN where undefined (one cluster, or one per point).
+
+    The silhouette needs all pairwise distances (O(N^2): ~40 GB of work at 100k tracks), so above
+    ``silhouette_sample`` tracks it is computed on a seeded uniform sample of that many, and the scores
+    then carry ``silhouette_sample`` (the sample size) to say so. Calinski-Harabasz and Davies-Bouldin
+    are O(N k) and always use every track."""
     labels = np.asarray(labels)
     n_clusters = len(np.unique(labels))
     if not 2 <= n_clusters <= len(labels) - 1:
         return {name: math.nan for name in INTERNAL}
     from sklearn import metrics as skm
 
-    return {
-        "silhouette": float(skm.silhouette_score(space, labels)),
+    sampled = len(labels) > silhouette_sample
+    scores = {
+        "silhouette": float(skm.silhouette_score(space, labels, sample_size=silhouette_sample if sampled else None, random_state=seed)),
         "calinski_harabasz": float(skm.calinski_harabasz_score(space, labels)),
         "davies_bouldin": float(skm.davies_bouldin_score(space, labels)),
     }
+    if sampled:
+        scores["silhouette_sample"] = int(silhouette_sample)
+    return scores
 
 
 def external_scores(labels_true: Sequence, labels_pred: Sequence) -> dict[str, float]:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from musiclust import streaming
 from musiclust.bundle import ModelBundle
-from musiclust.clustering import Standardizer, cluster, umap_map
+from musiclust.clustering import Standardizer, cluster, kmeans_kind, map_kind, umap_map
 from musiclust.dataset import MelNormalizer, TrackTable, split_by_piece, track_segments
 from musiclust.errors import DataError, ParameterError
 from musiclust.lyrics_tfidf import LyricsTfidf
@@ -246,6 +246,10 @@ def _finish(name: str, model, prep: Prepared, fusion: Optional[HybridFusion]) ->
         reconstruction_mse_db=reconstruction_error(bundle, prep),
         clusters=cluster_cards(bundle, prep),
         n_tracks=len(table),
+        index={  # which scalable path fitted this bundle (issue #7; thresholds in clustering.py)
+            "clustering": kmeans_kind(len(table)) if s.cluster_method == "kmeans" else s.cluster_method,
+            "map": map_kind(len(table)),
+        },
         n_train=int(len(prep.train_rows)),
         n_val=int(len(prep.val_rows)),
         seed=s.seed,

@@ -30,10 +30,13 @@ event = st.plotly_chart(
     selection_mode=("points", "box", "lasso"),
     key=f"map_{ctx.dataset}_{ctx.model}_{ctx.version()}_{colour_by}_{'-'.join(map(str, chosen))}",
 )
-st.caption(f"{len(shown):,} of {len(frame):,} tracks · {bundle.k} clusters · model {ctx.model}")
+note = ui.map_note(min(len(shown), ui.MAP_MAX_POINTS), len(shown))
+st.caption((f"{note.capitalize()}: lasso selects among the points drawn · " if note else "")
+           + f"{len(shown):,} of {len(frame):,} tracks · {bundle.k} clusters · model {ctx.model}")
 
 points = (event.selection.get("points") if event is not None else None) or []
-ids = list(dict.fromkeys(p["customdata"][0] for p in points if p.get("customdata")))
+# Only scatter points carry a track id (a click on a large map's density layer selects no track).
+ids = list(dict.fromkeys(p["customdata"][0] for p in points if isinstance(p.get("customdata"), list) and p["customdata"]))
 
 if len(ids) == 1:
     track_id = ids[0]
