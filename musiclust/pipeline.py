@@ -234,7 +234,13 @@ def _finish(name: str, model, prep: Prepared, fusion: Optional[HybridFusion]) ->
     raw = bundle.raw_embedding(table.mels, table.lyrics)  # (N, D)
     # Latents are only centred, not z-scored per dimension: the KL term already puts active dimensions
     # on a unit scale, and z-scoring would blow collapsed (near-constant) dimensions up into noise.
-    bundle.scaler = Standardizer(raw.mean(axis=0), np.ones(raw.shape[1], np.float32), bool(model.cluster_on_direction))
+    # Models clustered by direction are not centred either: their means shrink towards the prior's 0,
+    # so the direction from 0 is what the shrinkage leaves unchanged, and a direction taken from the
+    # collection's mean is unstable for a track that lies near that mean (an upload resampled from
+    # 22.05 to 44.1 kHz, 0.003 dB away, could change cluster in a barely trained model).
+    direction = bool(model.cluster_on_direction)
+    origin = np.zeros(raw.shape[1], np.float32) if direction else raw.mean(axis=0)
+    bundle.scaler = Standardizer(origin, np.ones(raw.shape[1], np.float32), direction)
     bundle.space = bundle.scaler(raw)
     bundle.labels, bundle.centres = cluster(bundle.space, prep.k, s.cluster_method, s.seed)
     bundle.coords = umap_map(bundle.space, seed=s.seed)

@@ -56,6 +56,10 @@ def test_poe_clusters_by_direction_and_keeps_it_across_a_reload(service):
     assert not np.allclose(np.linalg.norm(conv.space, axis=1), 1.0, atol=1e-3)
     again = ModelBundle.from_checkpoint(ckpt.load(service.root, "mvae_poe"))
     assert again.scaler.unit_norm and not service.bundle("conv_vae").scaler.unit_norm
+    # Directions are taken from the prior's mean 0, not the collection's mean, so a mean shrunk towards
+    # the prior (fewer experts, less confidence) keeps its place in the space.
+    raw = poe.raw_embedding([compute_features(poe.tracks[0]["path"]).mel_db], [None])  # (1, D)
+    np.testing.assert_allclose(again.scaler(0.3 * raw), again.scaler(raw), atol=1e-6)
     row = next(i for i, t in enumerate(poe.tracks) if not t["has_lyrics"])  # same input as at training
     answer = service.analyse("mvae_poe", poe.tracks[row]["path"], None)
     assert answer.placement.neighbours[0].id == poe.tracks[row]["id"]
