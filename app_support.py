@@ -37,7 +37,7 @@ MODEL_ORDER = ("mvae_poe", "conv_vae_fusion", "conv_vae", "beta_cvae", "basic_va
 MODEL_BLURB = {
     "basic_vae": "fully connected VAE on log-mel segments (audio only)",
     "conv_vae": "convolutional VAE on log-mel segments (audio only)",
-    "conv_vae_fusion": "convolutional VAE latent joined with reduced lyrics TF-IDF (hybrid fusion)",
+    "conv_vae_fusion": "convolutional VAE latent joined with reduced lyrics TF-IDF (hybrid fusion; no lyrics = no words)",
     "mvae_poe": "multimodal VAE, product of experts: audio and lyrics, lyrics optional",
     "beta_cvae": "β-VAE whose decoder is conditioned on the group label",
 }

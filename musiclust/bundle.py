@@ -151,6 +151,12 @@ class ModelBundle:
         return self.fusion is not None or bool(self.meta.get("uses_lyrics"))
 
     @property
+    def reads_no_lyrics_as_no_words(self) -> bool:
+        """True when a track given without lyrics is placed as one without words (instrumental), not by
+        its audio alone: hybrid fusion with ``missing_lyrics="apart"`` (see :class:`HybridFusion`)."""
+        return self.fusion is not None and self.fusion.missing_lyrics == "apart"
+
+    @property
     def conditioned_on_label(self) -> bool:
         return bool(type(self.model).conditioned_on_label)
 
@@ -229,7 +235,13 @@ class ModelBundle:
             conditioned_on_label=self.conditioned_on_label,
             space_unit_norm=bool(self.scaler.unit_norm),
             fusion=(
-                {"kind": "hybrid", "weight": self.fusion.weight, "audio_scale": self.fusion.audio_scale, "lyrics_scale": self.fusion.lyrics_scale}
+                {
+                    "kind": "hybrid",
+                    "weight": self.fusion.weight,
+                    "audio_scale": self.fusion.audio_scale,
+                    "lyrics_scale": self.fusion.lyrics_scale,
+                    "missing_lyrics": self.fusion.missing_lyrics,
+                }
                 if self.fusion is not None
                 else None
             ),
@@ -262,6 +274,7 @@ class ModelBundle:
                     lyrics_mean=arrays["fusion_lyrics_mean"],
                     lyrics_scale=float(f["lyrics_scale"]),
                     weight=float(f["weight"]),
+                    missing_lyrics=str(f.get("missing_lyrics", "centre")),  # older checkpoints: no such axis
                 )
             bundle = cls(
                 name=meta["model"],

@@ -23,7 +23,7 @@ from musiclust.errors import DataError, ParameterError
 from musiclust.lyrics_tfidf import LyricsTfidf
 from musiclust.metrics import score_partition
 from musiclust.models import build_model
-from musiclust.models.fusion import HybridFusion
+from musiclust.models.fusion import MISSING_LYRICS, HybridFusion
 from musiclust.training import SegmentData, TrainConfig, fit
 
 # Row name -> network architecture. conv_vae_fusion reuses the trained ConvVAE and joins lyrics after.
@@ -53,7 +53,8 @@ class Settings:
     cluster_method: str = "kmeans"
     val_fraction: float = 0.15
     fusion_rank: int = 16  # lyrics dimensions in hybrid fusion
-    fusion_weight: float = 1.0
+    fusion_weight: float = 1.0  # of the lyrics block against the audio block (both unit total variance)
+    fusion_missing_lyrics: str = "apart"  # a track without lyrics: "apart" (no words) or "centre" (unknown)
     tfidf_max_features: int = 1000
 
     def __post_init__(self) -> None:
@@ -63,6 +64,10 @@ class Settings:
             raise ParameterError(f"k must be at least 2, got {self.k}")
         if self.beta < 0:
             raise ParameterError(f"beta must be >= 0, got {self.beta}")
+        if self.fusion_missing_lyrics not in MISSING_LYRICS:
+            raise ParameterError(
+                f"fusion_missing_lyrics must be one of {', '.join(MISSING_LYRICS)}, got {self.fusion_missing_lyrics!r}"
+            )
 
 
 @dataclass
@@ -189,7 +194,10 @@ def _fit_fusion(prep: Prepared, audio_model, reuse: Optional[ModelBundle]) -> Hy
     else:
         audio = _bundle_for(audio_model, "conv_vae", prep, None).raw_embedding(prep.table.mels, prep.table.lyrics)
     s = prep.settings
-    return HybridFusion.fit(audio, prep.lyrics, prep.has_lyrics, weight=s.fusion_weight, n_components=s.fusion_rank, seed=s.seed)
+    return HybridFusion.fit(
+        audio, prep.lyrics, prep.has_lyrics, weight=s.fusion_weight, n_components=s.fusion_rank, seed=s.seed,
+        missing_lyrics=s.fusion_missing_lyrics,
+    )
 
 
 def _bundle_for(model, name: str, prep: Prepared, fusion: Optional[HybridFusion]) -> ModelBundle:

@@ -85,6 +85,11 @@ if lyrics.strip() and not placement.used_lyrics:
     st.caption(f"{ctx.model} places tracks by their audio alone: the lyrics were not used. Pick mvae_poe or conv_vae_fusion to use them.")
 elif placement.used_lyrics:
     st.caption("Placed by its audio and its lyrics.")
+elif bundle.reads_no_lyrics_as_no_words:
+    st.caption(
+        f"{ctx.model} reads a track given without lyrics as one without words (instrumental). If yours has words, "
+        "paste them, or pick mvae_poe, which places a track without lyrics by its audio alone."
+    )
 
 map_col, card_col = st.columns([3, 2])
 with map_col:

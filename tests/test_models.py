@@ -142,14 +142,27 @@ def test_hybrid_embedding_blocks_and_missing_lyrics():
     tfidf = rng.random((30, 50)).astype(np.float32) * (rng.random((30, 50)) < 0.2)
     has = np.arange(30) % 3 != 0
     tfidf[~has] = 0.0
-    joined = hybrid_embedding(audio, tfidf, has, weight=0.5)
-    assert joined.shape == (30, 8 + 16) and joined.dtype == np.float32
-    audio_block, lyrics_block = joined[:, :8], joined[:, 8:]
+    centre = hybrid_embedding(audio, tfidf, has, weight=0.5, missing_lyrics="centre")
+    assert centre.shape == (30, 8 + 16) and centre.dtype == np.float32
+    audio_block, lyrics_block = centre[:, :8], centre[:, 8:]
     assert np.allclose((audio_block**2).sum(axis=1).mean(), 1.0, atol=1e-4)  # unit total variance
     assert np.allclose((lyrics_block[has] ** 2).sum(axis=1).mean(), 0.25, atol=1e-4)  # weight 0.5 squared
     assert np.all(lyrics_block[~has] == 0.0)  # no lyrics: the centre of the lyrics block
+
+    apart = hybrid_embedding(audio, tfidf, has, weight=0.5)  # the default: one more axis, "no words"
+    assert apart.shape == (30, 8 + 16 + 1)
+    np.testing.assert_array_equal(apart[:, :-1], centre)
+    np.testing.assert_array_equal(apart[:, -1], np.where(has, 0.0, 0.5))
+    # a track without words is, on average, as far from a text as two texts are from each other
+    words, none = apart[has, 8:], apart[~has, 8:]
+    text_to_text = ((words[:, None] - words[None]) ** 2).sum(-1)[~np.eye(int(has.sum()), dtype=bool)].mean()
+    none_to_text = ((none[:, None] - words[None]) ** 2).sum(-1).mean()
+    assert none_to_text == pytest.approx(text_to_text, rel=0.05)
+
     fusion = HybridFusion.fit(audio, tfidf, has, weight=0.5)
-    assert np.allclose(fusion(audio[:3], tfidf[:3], has[:3]), joined[:3], atol=1e-6)  # new tracks, same map
+    assert np.allclose(fusion(audio[:3], tfidf[:3], has[:3]), apart[:3], atol=1e-6)  # new tracks, same map
+    with pytest.raises(ParameterError, match="missing_lyrics"):
+        HybridFusion.fit(audio, tfidf, has, missing_lyrics="zero")
     with pytest.raises(ParameterError):
         fusion(audio[:, :4], tfidf, has)
 

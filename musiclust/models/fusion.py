@@ -25,6 +25,8 @@ from musiclust.errors import ParameterError
 from musiclust.models.base import Batch, BaseVAE, gaussian_nll_sum, kl_sum
 from musiclust.models.conv_vae import ConvDecoder, ConvEncoder, ConvVAEConfig
 
+MISSING_LYRICS = ("apart", "centre")  # where hybrid fusion puts a track without lyrics (see HybridFusion)
+
 
 @dataclass(kw_only=True)
 class MVAEPoEConfig(ConvVAEConfig):
@@ -196,17 +198,28 @@ def multinomial_nll_sum(logits: torch.Tensor, target: torch.Tensor) -> torch.Ten
 class HybridFusion:
     """The hybrid-fusion join, fitted once on a collection and reusable for new tracks.
 
-    ``audio block (N, d_a) ++ weight * lyrics block (N, k)``, where the audio block is the ConvVAE track
-    embedding and the lyrics block the LSA (truncated SVD) of the TF-IDF rows of tracks with lyrics.
-    Each block is centred and divided by the square root of its total variance (not z-scored per
-    dimension, which would blow up inactive VAE dimensions and minor LSA components to full weight), so
-    with ``weight = 1`` both blocks contribute equally to squared distances.
+    ``audio block (N, d_a) ++ weight * lyrics block (N, k) [++ weight * no-words axis (N, 1)]``, where the
+    audio block is the ConvVAE track embedding and the lyrics block the LSA (truncated SVD) of the TF-IDF
+    rows of tracks with lyrics. Each block is centred and divided by the square root of its total
+    variance (not z-scored per dimension, which would blow up inactive VAE dimensions and minor LSA
+    components to full weight), so with ``weight = 1`` both blocks contribute equally to squared distances.
 
-    Tracks without lyrics get a lyrics block of 0: the centre of the lyric-bearing tracks, equally far
-    from all of them, so their place among lyric-bearing tracks is set by audio alone. (Among
-    themselves they are 0 apart in the lyrics block, which draws them slightly together: a bias that
-    grows with ``weight``.) Do not z-score the result per dimension afterwards: that undoes ``weight``.
-    All fields are plain arrays and floats, so a checkpoint stores them without pickle.
+    Where a track without lyrics goes is ``missing_lyrics``:
+
+    * ``"apart"`` (the default; what a zero TF-IDF row does in a plain join, where it is equally far
+      from every unit-length text): one more axis, "no words", on which such tracks stand at
+      ``weight`` and lyric-bearing tracks at 0. A track without words is then, on average, as far from
+      a text as two texts are from each other (both ``2 * weight**2`` in squared distance), instead of
+      at the texts' average. Absence
+      of words is treated as information: right for instrumental music, wrong where lyrics are merely
+      not supplied (then use ``"centre"``, or the product of experts, which encodes such a track by its
+      audio alone by design).
+    * ``"centre"``: a lyrics block of 0, the centre of the lyric-bearing tracks, so their place among
+      lyric-bearing tracks is set by audio alone. Among themselves they are 0 apart in the lyrics block,
+      which draws them together: on the default set unrelated instrumental groups then share clusters.
+
+    Do not z-score the result per dimension afterwards: that undoes ``weight``. All fields are plain
+    arrays, floats and strings, so a checkpoint stores them without pickle.
     """
 
     audio_mean: np.ndarray  # (d_a,)
@@ -215,6 +228,11 @@ class HybridFusion:
     lyrics_mean: np.ndarray  # (k,)
     lyrics_scale: float
     weight: float
+    missing_lyrics: str = "centre"  # what checkpoints written before the choice existed did
+
+    def __post_init__(self) -> None:
+        if self.missing_lyrics not in MISSING_LYRICS:
+            raise ParameterError(f"missing_lyrics must be one of {', '.join(MISSING_LYRICS)}, got {self.missing_lyrics!r}")
 
     @classmethod
     def fit(
@@ -225,6 +243,7 @@ class HybridFusion:
         weight: float = 0.5,
         n_components: int = 16,
         seed: int = 0,
+        missing_lyrics: str = "apart",
     ) -> "HybridFusion":
         audio_mu, tfidf, has_lyrics = _check_hybrid_inputs(audio_mu, tfidf, has_lyrics)
         if not weight >= 0:
@@ -241,10 +260,12 @@ class HybridFusion:
             components = TruncatedSVD(k, random_state=seed).fit(rows).components_.astype(np.float32)
         coords = rows @ components.T  # (n_lyrics, k)
         lyrics_mean = coords.mean(axis=0) if len(coords) else np.zeros(len(components), dtype=np.float32)
-        return cls(audio_mean, audio_scale, components, lyrics_mean, _block_scale(coords - lyrics_mean), float(weight))
+        return cls(
+            audio_mean, audio_scale, components, lyrics_mean, _block_scale(coords - lyrics_mean), float(weight), missing_lyrics
+        )
 
     def __call__(self, audio_mu: np.ndarray, tfidf: np.ndarray, has_lyrics: np.ndarray) -> np.ndarray:
-        """``(N, d_a + k)`` float32 hybrid embedding of any tracks (collection or new uploads)."""
+        """``(N, d_a + k [+ 1])`` float32 hybrid embedding of any tracks (collection or new uploads)."""
         audio_mu, tfidf, has_lyrics = _check_hybrid_inputs(audio_mu, tfidf, has_lyrics)
         if audio_mu.shape[1] != self.audio_mean.shape[0] or tfidf.shape[1] != self.components.shape[1]:
             raise ParameterError(
@@ -254,16 +275,22 @@ class HybridFusion:
         audio = (audio_mu - self.audio_mean) / self.audio_scale
         lyrics = (tfidf @ self.components.T - self.lyrics_mean) / self.lyrics_scale
         lyrics[~has_lyrics] = 0.0
-        return np.concatenate([audio, self.weight * lyrics], axis=1).astype(np.float32)
+        blocks = [audio, self.weight * lyrics]  # (N, d_a), (N, k)
+        if self.missing_lyrics == "apart":
+            blocks.append(self.weight * (~has_lyrics).astype(np.float32)[:, None])  # (N, 1) the no-words axis
+        return np.concatenate(blocks, axis=1).astype(np.float32)
 
 
-def hybrid_embedding(audio_mu: np.ndarray, lyrics_feats: np.ndarray, has_lyrics: np.ndarray, weight: float = 0.5) -> np.ndarray:
+def hybrid_embedding(
+    audio_mu: np.ndarray, lyrics_feats: np.ndarray, has_lyrics: np.ndarray, weight: float = 0.5, missing_lyrics: str = "apart"
+) -> np.ndarray:
     """Hybrid fusion of a whole collection in one call: ``HybridFusion.fit(...)`` applied to its own input.
 
     ``audio_mu`` is ``(N, d_a)`` ConvVAE track embeddings, ``lyrics_feats`` the ``(N, V)`` TF-IDF and
     ``has_lyrics`` the ``(N,)`` mask; see :class:`HybridFusion` for scaling and tracks without lyrics.
     """
-    return HybridFusion.fit(audio_mu, lyrics_feats, has_lyrics, weight)(audio_mu, lyrics_feats, has_lyrics)
+    fusion = HybridFusion.fit(audio_mu, lyrics_feats, has_lyrics, weight, missing_lyrics=missing_lyrics)
+    return fusion(audio_mu, lyrics_feats, has_lyrics)
 
 
 def _block_scale(centred: np.ndarray) -> float:
