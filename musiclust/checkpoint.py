@@ -27,6 +27,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load as load_numpy_bytes, save_file as save_numpy
 
+from musiclust.durable import fsync_dir
 from musiclust.errors import CheckpointError, ParameterError
 
 FORMAT_VERSION = 1
@@ -72,14 +73,6 @@ def library_versions() -> dict:
     }
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_file(path: Path, write) -> None:
     write(path)
     with open(path, "rb+") as handle:
@@ -103,14 +96,14 @@ def save(root: Path, name: str, checkpoint: Checkpoint) -> Path:
         _write_file(staging / ARRAYS, lambda p: save_numpy(_contiguous(checkpoint.arrays), str(p)))
         meta["files"] = {part: _sha256(staging / part) for part in (WEIGHTS, ARRAYS)}  # checked on load
         _write_file(staging / MANIFEST, lambda p: p.write_text(json.dumps(meta, indent=1, default=_json_default)))
-        _fsync_dir(staging)
+        fsync_dir(staging)
         os.rename(staging, version)
-        _fsync_dir(versions)
+        fsync_dir(versions)
         link = root / name
         tmp_link = root / f".{name}.link-{uuid.uuid4().hex[:8]}"
         os.symlink(os.path.relpath(version, root), tmp_link)
         os.replace(tmp_link, link)  # the atomic switch
-        _fsync_dir(root)
+        fsync_dir(root)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -46,6 +46,7 @@ from typing import Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from musiclust.config import FeatureConfig
+from musiclust.durable import fsync_dir
 from musiclust.errors import DataError, ParameterError
 
 FORMAT = "musiclust-feature-shards"
@@ -99,14 +100,6 @@ def partitions(stamps: Sequence[FileStamp], size: int) -> list[tuple[str, list[F
 
 
 # --- writing ---------------------------------------------------------------------------------------
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _save_npy(path: Path, array: np.ndarray) -> None:
     with open(path, "wb") as handle:
         np.save(handle, array, allow_pickle=False)
@@ -137,7 +130,7 @@ def init_store(root: Path, config: FeatureConfig) -> None:
     tmp = root / f"{TMP_PREFIX}store-{os.getpid()}.json"
     _save_json(tmp, {"format": FORMAT, "version": VERSION, "fingerprint": config.fingerprint(), "feature_config": config.to_dict()})
     os.replace(tmp, meta_path)
-    _fsync_dir(root)
+    fsync_dir(root)
 
 
 def read_store_meta(root: Path) -> dict:
@@ -196,7 +189,7 @@ def write_shard(root: Path, key: str, content: ShardContent, config: FeatureConf
             "format": FORMAT, "version": VERSION, "key": key, "fingerprint": config.fingerprint(),
             "n_mels": config.n_mels, "created_ns": time.time_ns(), **(meta or {}), "tracks": tracks,
         })
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         try:
             os.rename(tmp, final)
         except OSError:
@@ -204,7 +197,7 @@ def write_shard(root: Path, key: str, content: ShardContent, config: FeatureConf
                 shutil.rmtree(tmp, ignore_errors=True)
                 return final
             raise
-        _fsync_dir(root)
+        fsync_dir(root)
         return final
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
