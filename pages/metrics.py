@@ -57,11 +57,16 @@ else:
     seeds = sorted({int(r["seed"]) for r in report["rows"] if "seed" in r})
     n_seeds = int(summary["seeds"].max()) if len(summary) else 0
     st.subheader("Every model beside its baselines", anchor=False)
-    st.markdown(
-        f"Each cell is the **mean ± standard deviation over {n_seeds} seed{'s' if n_seeds != 1 else ''}**"
-        + (f" (seeds {', '.join(map(str, seeds))})" if seeds else "")
-        + (": a single run, so no spread is shown; `python -m musiclust evaluate --save` averages 3 seeds." if n_seeds == 1 else ".")
-    )
+    if n_seeds == 1:
+        st.markdown(
+            f"Each cell is **one training run** (seed {seeds[0] if seeds else 0}), so no spread is shown; "
+            "`python -m musiclust evaluate --save` averages 3 seeds."
+        )
+    else:
+        st.markdown(
+            f"Each cell is the **mean ± standard deviation over {n_seeds} seeds**"
+            + (f" (seeds {', '.join(map(str, seeds))})." if seeds else ".")
+        )
     conditioned = summary.loc[summary["conditioned_on_label"], "model"].tolist()
     if conditioned:
         st.warning(
