@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,16 @@ CLIP_CACHE = REPO / "data" / "cache" / "test-clips"
 TEST_GROUPS = ("bach_chorale", "monteverdi", "german_folk", "fiddle_tune")
 PER_GROUP = 5
 CLIP_SECONDS = 8.0
+
+
+@pytest.fixture(autouse=True)
+def _keep_the_main_module():
+    """Streamlit's AppTest leaves ``sys.modules["__main__"]`` set to the page it ran; a process started
+    later with the ``spawn`` method (the corpus renderer, Dask's workers) would then run the app script
+    as its main module and die. Put pytest's own back after every test."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
 
 
 def _manifest_rows() -> list[dict]:
