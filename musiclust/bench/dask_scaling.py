@@ -58,6 +58,13 @@ NANNY_MALLOC_NOTE = ("dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in every wo
 
 
 # --- in the benchmark worker process (python -m musiclust.bench.worker) ----------------------------
+def task_files(task: dict) -> list[Path]:
+    """The task's files: the first ``n`` lines of its ``file_list`` (thousands of paths do not fit in the
+    worker's command line, where the task JSON travels)."""
+    lines = Path(task["file_list"]).read_text(encoding="utf-8").splitlines()
+    return [Path(p) for p in lines[: task.get("n", len(lines))]]
+
+
 def _warm_worker(path: str) -> float:
     """Run on every Dask worker before timing: imports and the first features (filter bank, FFT plan)."""
     started = time.perf_counter()
@@ -77,7 +84,7 @@ def measure(task: dict, ready: Callable[[], None]) -> dict:
 
     import dask
 
-    files = [Path(p) for p in task["files"]]
+    files = task_files(task)
     store = Path(task["store"])
     # Dask's nanny starts every worker with MALLOC_TRIM_THRESHOLD_=65536 (its default
     # distributed.nanny.pre-spawn-environ); None unsets it, as a user's config can (see NANNY_MALLOC_NOTE).
@@ -128,12 +135,13 @@ def serial_reference(task: dict, ready: Callable[[], None]) -> dict:
     from musiclust.config import FeatureConfig
     from musiclust.distributed import featurize_partition
 
-    _warm_worker(task["files"][0])
+    files = task_files(task)
+    _warm_worker(str(files[0]))
     cfg = FeatureConfig()
     root = Path(task["store"])
     malloc = os.environ.get("MALLOC_TRIM_THRESHOLD_")
     shards.init_store(root, cfg)
-    stamps = [shards.FileStamp.of(Path(p)) for p in task["files"]]
+    stamps = [shards.FileStamp.of(p) for p in files]
     parts = shards.partitions(stamps, task["partition_size"])
     ready()
     t = time.perf_counter()
@@ -191,7 +199,9 @@ def run(clips: Sequence[Path], sizes: Sequence[int], log: Log, worker_counts: Se
         tmp = Path(tmp)
         log(f"dask: writing {sizes[-1]} distinct files from {len(clips)} real clips")
         files = [str(p) for p in distinct_copies(list(clips), sizes[-1], tmp / "audio")]
-        ref = {"files": files[: min(reference_tracks, len(files))], "partition_size": partition_size}
+        listing = tmp / "files.txt"
+        listing.write_text("\n".join(files) + "\n", encoding="utf-8")
+        ref = {"file_list": str(listing), "n": min(reference_tracks, len(files)), "partition_size": partition_size}
 
         def serial(tag: str, env: Optional[dict] = None) -> dict:
             store = tmp / f"serial-{tag}"
@@ -201,12 +211,12 @@ def run(clips: Sequence[Path], sizes: Sequence[int], log: Log, worker_counts: Se
 
         def dask_run(n: int, w: int, nanny_env: bool) -> dict:
             store = tmp / f"store-{n}-{w}-{int(nanny_env)}"
-            r = run_workers([{"kind": "dask_featurize", "files": files[:n], "workers": w, "store": str(store),
+            r = run_workers([{"kind": "dask_featurize", "file_list": str(listing), "n": n, "workers": w, "store": str(store),
                               "partition_size": partition_size, "dask_malloc_env": nanny_env}])[0]
             shutil.rmtree(store, ignore_errors=True)
             return {**_row(n, w, r), "nanny_malloc_trim": nanny_env}
 
-        log(f"dask: reference, the task body without Dask on {len(ref['files'])} files (plain, then with the nanny's malloc setting)")
+        log(f"dask: reference, the task body without Dask on {ref['n']} files (plain, then with the nanny's malloc setting)")
         before = serial("before")
         with_trim = serial("trim", NANNY_MALLOC_ENV)
         rows = []
