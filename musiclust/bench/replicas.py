@@ -25,7 +25,7 @@ import math
 import os
 import shutil
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -168,8 +168,3 @@ def store_bytes(root: Path) -> int:
                 seen.add((st.st_dev, st.st_ino))
                 total += st.st_size
     return total
-
-
-def directory_bytes(root: Path, suffix: Optional[str] = None) -> int:
-    """Bytes of the files under ``root`` (those ending in ``suffix`` if given), links counted per name."""
-    return sum(p.stat().st_size for p in Path(root).rglob("*") if p.is_file() and (suffix is None or p.name.endswith(suffix)))
