@@ -21,7 +21,7 @@ from musiclust.errors import ParameterError
 METHODS = ("kmeans", "agglomerative", "gmm")
 
 # Scaling thresholds (issue #7), each from a measurement on the 2-core development machine (one thread,
-# 32-D latents of 10 overlapping Gaussian clusters; README, Large libraries, scaled index):
+# 32-D latents of 10 overlapping Gaussian clusters; README, "Large libraries", "The index at large N"):
 # - k-means (n_init=10) costs ~12-17 us a track: 1.2 s at 100k, 16.7 s at 1M. MiniBatchKMeans finds the
 #   same partition at 1M (ARI 0.998 against k-means, inertia +0.003 %) in 5.3 s, but at 10k-100k it stops
 #   in worse local minima (inertia +1-3 %), so it is used only above KMEANS_MAX_TRACKS.

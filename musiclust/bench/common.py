@@ -279,6 +279,67 @@ class PeakRSS:
         return self.peak_pss / 2**20
 
 
+class PeakPerProcess:
+    """Peak RSS (every sample) and PSS (every 5th: smaps_rollup is slower) of each of a fixed set of
+    processes, sampled in a background thread: the memory of each Dask worker on its own, where
+    :class:`PeakRSS` sums a process tree. A process that has exited keeps the peak it reached."""
+
+    def __init__(self, pids, interval: float = 0.05):
+        self.pids = [int(p) for p in pids]
+        self.interval = interval
+        self.peak_rss = {p: 0 for p in self.pids}
+        self.peak_pss = {p: 0 for p in self.pids}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _update(self, with_pss: bool) -> None:
+        import psutil
+
+        for pid in self.pids:
+            try:
+                proc = psutil.Process(pid)
+                info = proc.memory_full_info() if with_pss else proc.memory_info()
+            except (psutil.Error, OSError):
+                continue
+            self.peak_rss[pid] = max(self.peak_rss[pid], info.rss)
+            if with_pss:
+                self.peak_pss[pid] = max(self.peak_pss[pid], getattr(info, "pss", info.rss))
+
+    def _run(self) -> None:
+        tick = 0
+        while not self._stop.is_set():
+            self._update(with_pss=tick % 5 == 0)
+            tick += 1
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "PeakPerProcess":
+        self._update(with_pss=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._update(with_pss=True)
+
+    def mb(self, pid: int) -> dict:
+        return {"peak_rss_mb": self.peak_rss[int(pid)] / 2**20, "peak_pss_mb": self.peak_pss[int(pid)] / 2**20}
+
+
+def rss_mb() -> float:
+    """This process's resident memory now, in MB."""
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def max_rss_mb() -> float:
+    """This process's peak resident memory since it started (``getrusage``: kernel-counted, not sampled), MB."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
+
+
 # --- clean worker processes ------------------------------------------------------------------------
 def python_env(single_thread: bool = True, extra: Optional[dict] = None) -> dict:
     env = dict(os.environ)
@@ -297,7 +358,7 @@ class Worker:
     proc: subprocess.Popen
 
     @classmethod
-    def start(cls, task: dict, single_thread: bool = True) -> "Worker":
+    def start(cls, task: dict, single_thread: bool = True, extra_env: Optional[dict] = None) -> "Worker":
         proc = subprocess.Popen(
             [sys.executable, "-m", "musiclust.bench.worker", json.dumps(task)],
             stdin=subprocess.PIPE,
@@ -305,7 +366,7 @@ class Worker:
             stderr=subprocess.PIPE,
             text=True,
             cwd=REPO,
-            env=python_env(single_thread),
+            env=python_env(single_thread, extra_env),
         )
         return cls(proc)
 
@@ -326,9 +387,9 @@ class Worker:
         return json.loads(out.strip().splitlines()[-1])
 
 
-def run_workers(tasks: list[dict], single_thread: bool = True) -> list[dict]:
+def run_workers(tasks: list[dict], single_thread: bool = True, extra_env: Optional[dict] = None) -> list[dict]:
     """Start one worker per task, release them together once all are warm, collect their reports."""
-    workers = [Worker.start(t, single_thread) for t in tasks]
+    workers = [Worker.start(t, single_thread, extra_env) for t in tasks]
     try:
         for w in workers:
             w.wait_ready()

@@ -190,7 +190,22 @@ def torch_reference(task: dict) -> dict:
     return {"times": times, "threads": torch.get_num_threads()}
 
 
-TASKS = {"featurize": featurize, "upload": upload, "scaling": scaling, "torch_reference": torch_reference}
+def _from(module: str, function: str):
+    """A task whose body lives in its figure's module (issue #7's scale figures); it is given ``_ready``."""
+    def task_fn(task: dict) -> dict:
+        import importlib
+
+        return getattr(importlib.import_module(f"musiclust.bench.{module}"), function)(task, _ready)
+
+    return task_fn
+
+
+TASKS = {
+    "featurize": featurize, "upload": upload, "scaling": scaling, "torch_reference": torch_reference,
+    "dask_featurize": _from("dask_scaling", "measure"), "dask_serial": _from("dask_scaling", "serial_reference"),
+    "index_step": _from("index_scale", "measure_step"), "index_upload": _from("index_scale", "measure_upload"),
+    "stream_train": _from("stream_training", "measure"),
+}
 
 
 def _in_thread(fn, task: dict) -> dict:
