@@ -215,19 +215,47 @@ def distinct_copies(clips: Sequence[Path], n: int, folder: Path) -> list[Path]:
 
 
 # --- memory ----------------------------------------------------------------------------------------
-class PeakRSS:
+class _Sampler:
+    """Calls ``_update(with_pss)`` every ``interval`` seconds in a background thread while the ``with``
+    block runs, and once at either end; PSS only every 5th time (smaps_rollup is the slow read)."""
+
+    def __init__(self, interval: float):
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _update(self, with_pss: bool) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        tick = 0
+        while not self._stop.is_set():
+            self._update(with_pss=tick % 5 == 0)
+            tick += 1
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._update(with_pss=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._update(with_pss=True)
+
+
+class PeakRSS(_Sampler):
     """Peak memory of a process and all its children, sampled in a background thread.
 
     Two sums: RSS (what ``top`` shows; pages shared between forked workers count once per process) and
     PSS (shared pages split between the processes sharing them: the tree's real footprint)."""
 
     def __init__(self, pid: Optional[int] = None, interval: float = 0.05):
+        super().__init__(interval)
         self.pid = pid or os.getpid()
-        self.interval = interval
         self.peak = 0
         self.peak_pss = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self, with_pss: bool) -> tuple[int, int]:
         import psutil
@@ -254,22 +282,6 @@ class PeakRSS:
         if with_pss:
             self.peak_pss = max(self.peak_pss, pss)
 
-    def _run(self) -> None:
-        tick = 0
-        while not self._stop.is_set():
-            self._update(with_pss=tick % 5 == 0)
-            tick += 1
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> "PeakRSS":
-        self._update()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
     @property
     def peak_mb(self) -> float:
         return self.peak / 2**20
@@ -279,18 +291,16 @@ class PeakRSS:
         return self.peak_pss / 2**20
 
 
-class PeakPerProcess:
+class PeakPerProcess(_Sampler):
     """Peak RSS (every sample) and PSS (every 5th: smaps_rollup is slower) of each of a fixed set of
     processes, sampled in a background thread: the memory of each Dask worker on its own, where
     :class:`PeakRSS` sums a process tree. A process that has exited keeps the peak it reached."""
 
     def __init__(self, pids, interval: float = 0.05):
+        super().__init__(interval)
         self.pids = [int(p) for p in pids]
-        self.interval = interval
         self.peak_rss = {p: 0 for p in self.pids}
         self.peak_pss = {p: 0 for p in self.pids}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _update(self, with_pss: bool) -> None:
         import psutil
@@ -304,23 +314,6 @@ class PeakPerProcess:
             self.peak_rss[pid] = max(self.peak_rss[pid], info.rss)
             if with_pss:
                 self.peak_pss[pid] = max(self.peak_pss[pid], getattr(info, "pss", info.rss))
-
-    def _run(self) -> None:
-        tick = 0
-        while not self._stop.is_set():
-            self._update(with_pss=tick % 5 == 0)
-            tick += 1
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> "PeakPerProcess":
-        self._update(with_pss=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._update(with_pss=True)
 
     def mb(self, pid: int) -> dict:
         return {"peak_rss_mb": self.peak_rss[int(pid)] / 2**20, "peak_pss_mb": self.peak_pss[int(pid)] / 2**20}
