@@ -194,6 +194,18 @@ def test_measured_costs_reads_the_figures_of_a_run():
     assert m["worker_peak_rss_mb_by_n"] == {500: 200.0, 2000: 201.0}
 
 
+def test_a_growth_that_fell_between_two_sizes_projects_as_no_growth():
+    """Quick-mode sizes (200 vs 400 tracks) can sample a lower peak at the larger size: that is noise,
+    and the projection must not subtract memory per track."""
+    figures = {"stream": {"rows": [{"n": 200, "peak_rss_mb": 560.0}, {"n": 400, "peak_rss_mb": 540.0}], "peak_mb_per_1k_tracks": -100.0}}
+    m = projection.measured_costs(figures)
+    assert m["train_mb_per_track"] == 0.0
+    p = projection.project(m)
+    assert p["train_peak_mb"]["value"] == 540.0
+    figures["stream"]["peak_mb_per_1k_tracks"] = 10.0
+    assert projection.project(projection.measured_costs(figures))["train_peak_mb"]["value"] == pytest.approx(540.0 + 10.0 * 999.6)
+
+
 def test_linear_fit_recovers_fixed_and_per_track_cost():
     fit = linear_fit([500, 1000, 2000], [2.0 + 0.04 * n for n in (500, 1000, 2000)])
     assert fit["fixed_s"] == pytest.approx(2.0) and fit["ms_per_track"] == pytest.approx(40.0)

@@ -54,7 +54,7 @@ def measured_costs(figures: dict) -> dict:
         out["store_mb_per_track"] = ones[-1]["store_mb_per_track"]
         if len(ones) > 1:
             dn = ones[-1]["n"] - ones[0]["n"]
-            out["client_mb_per_track"] = (ones[-1]["client_peak_rss_mb"] - ones[0]["client_peak_rss_mb"]) / dn
+            out["client_mb_per_track"] = _growth((ones[-1]["client_peak_rss_mb"] - ones[0]["client_peak_rss_mb"]) / dn)
             out["client_peak_rss_mb"] = ones[-1]["client_peak_rss_mb"]
             out["client_n"] = ones[-1]["n"]
     ix = figures.get("index") or {}
@@ -65,7 +65,7 @@ def measured_costs(figures: dict) -> dict:
         out["minibatch_s"] = steps[f"minibatch_{big}"]["seconds"]
         added = [steps[f"{s}_{big}"]["added_mb"] - steps[f"{s}_{small}"]["added_mb"] for s in ("kmeans", "minibatch", "map")
                  if f"{s}_{big}" in steps]
-        out["index_step_mb_per_track"] = max(added) / (big - small)
+        out["index_step_mb_per_track"] = _growth(max(added) / (big - small))
         m = steps.get(f"map_{big}")
         if m and m["path"] == "umap_sample_transform":
             out["umap_fit_s"] = m["umap_fit_s"]
@@ -75,14 +75,20 @@ def measured_costs(figures: dict) -> dict:
         if "skipped" not in up and up:
             out["upload_p50_s_small"] = up["analyse_small_s"]["p50"]
             out["upload_p50_s_big"] = up["analyse_big_s"]["p50"]
-            out["place_ms_per_track"] = (up["place_big_s"]["p50"] - up["place_small_s"]["p50"]) * 1000 / (big - small)
-            out["serving_mb_per_track"] = up["index_added_rss_mb"] / big
+            out["place_ms_per_track"] = _growth((up["place_big_s"]["p50"] - up["place_small_s"]["p50"]) * 1000 / (big - small))
+            out["serving_mb_per_track"] = _growth(up["index_added_rss_mb"] / big)
     st = figures.get("stream") or {}
     if st.get("rows") and "error" not in st and len(st["rows"]) > 1:
         out["train_peak_mb"] = st["rows"][-1]["peak_rss_mb"]
         out["train_n"] = st["rows"][-1]["n"]
-        out["train_mb_per_track"] = st["peak_mb_per_1k_tracks"] / 1000
+        out["train_mb_per_track"] = _growth(st["peak_mb_per_1k_tracks"] / 1000)
     return out
+
+
+def _growth(per_track: float) -> float:
+    """A per-track growth measured between two sizes, floored at 0: memory and latency do not fall as
+    tracks are added, so a negative difference (small quick-mode sizes, sampling noise) is no growth."""
+    return max(0.0, float(per_track))
 
 
 def project(m: dict, tracks: int = 1_000_000, workers: int = 20) -> dict:
