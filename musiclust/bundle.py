@@ -90,11 +90,14 @@ class ModelBundle:
 
     def raw_embedding(self, mels: list[np.ndarray], lyrics: list[Optional[str]]) -> np.ndarray:
         """Embeddings ``(N, D)`` of tracks given their dB log-mels and lyrics (before standardising)."""
-        rows, mask = self._lyrics_rows(lyrics)
+        rows, mask = self.tfidf.transform_sparse(lyrics)  # (N, V) CSR: a collection's dense TF-IDF is 4 KB a track
         frames = self.feature_config.segment_frames
         with torch.inference_mode():
             audio = np.stack(
-                [self.embed_segments(track_segments(m, self.normalizer, frames), rows[i], mask[i]) for i, m in enumerate(mels)]
+                [
+                    self.embed_segments(track_segments(m, self.normalizer, frames), rows[i].toarray()[0], mask[i])
+                    for i, m in enumerate(mels)
+                ]
             )
         if self.fusion is not None:
             audio = self.fusion(audio, rows, mask)  # (N, latent + lyrics components)

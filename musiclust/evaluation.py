@@ -40,7 +40,7 @@ def baseline_scores(name: str, prep: Prepared) -> dict:
         groups = [table.groups[i] for i in rows]
         if len(rows) <= prep.k:
             return {"n_tracks": int(len(rows))}
-        space = prep.lyrics[rows]  # L2-normalised TF-IDF: Euclidean k-means is spherical k-means here
+        space = prep.lyrics[rows].toarray()  # L2-normalised TF-IDF: Euclidean k-means is spherical k-means here
         labels, _ = cluster(space, prep.k, "kmeans", s.seed)
         return {**score_partition(space, labels, groups), "n_tracks": int(len(rows))}
     else:

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
+from scipy import sparse
 import torch
 from musiclust import streaming
 from musiclust.bundle import ModelBundle
@@ -81,7 +82,7 @@ class Prepared:
     normalizer: MelNormalizer
     segments: list  # per track (S_i, n_mels, frames) standardised
     tfidf: LyricsTfidf
-    lyrics: np.ndarray  # (N, V)
+    lyrics: sparse.csr_matrix  # (N, V) TF-IDF, sparse: dense it would be 4 KB a track
     has_lyrics: np.ndarray  # (N,) bool
     label_idx: np.ndarray  # (N,) int64, -1 unknown
     k: int
@@ -105,7 +106,7 @@ def prepare(table: TrackTable, settings: Settings) -> Prepared:
         normalizer = MelNormalizer.fit([table.mels[i] for i in train_rows])
         segs = [track_segments(m, normalizer, frames) for m in table.mels]
     tfidf = LyricsTfidf(max_features=settings.tfidf_max_features).fit(table.lyrics)
-    lyrics, has_lyrics = tfidf.transform(table.lyrics)
+    lyrics, has_lyrics = tfidf.transform_sparse(table.lyrics)
     n_groups = len(table.label_names())
     k = settings.k or n_groups
     if not k or k < 2:

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
+from scipy import sparse
 import torch
 
 from musiclust.errors import DataError, ParameterError, TrainingCancelled, TrainingError
@@ -80,7 +81,7 @@ class SegmentData:
     """Model input for a set of tracks.
 
     ``mel_segments[i]`` is track i's ``(n_segments_i, n_mels, frames)`` float32 log-mel segments, already
-    standardised per mel band. ``lyrics`` is ``(N, V)`` float32 TF-IDF or None; ``has_lyrics`` ``(N,)``
+    standardised per mel band. ``lyrics`` is ``(N, V)`` float32 TF-IDF (dense or SciPy sparse) or None; ``has_lyrics`` ``(N,)``
     bool says which rows are real (None: the rows that are not all zero; without lyrics it may be given
     but must be all False). ``labels`` is ``(N,)`` int64 group ids, needed only by label-conditioned models.
     """
@@ -98,11 +99,14 @@ class SegmentData:
         if len(shapes) != 1 or any(np.ndim(s) != 3 or len(s) == 0 for s in self.mel_segments):
             raise DataError(f"every track needs >= 1 segment of one shape (n, n_mels, frames); got shapes {sorted(shapes)}")
         if self.lyrics is not None:
-            self.lyrics = np.asarray(self.lyrics, dtype=np.float32)
-            if self.lyrics.ndim != 2 or len(self.lyrics) != n:
+            if sparse.issparse(self.lyrics):  # kept sparse: rows are densified per batch
+                self.lyrics = sparse.csr_matrix(self.lyrics, dtype=np.float32)
+            else:
+                self.lyrics = np.asarray(self.lyrics, dtype=np.float32)
+            if self.lyrics.ndim != 2 or self.lyrics.shape[0] != n:
                 raise DataError(f"lyrics must be (N={n}, V), got shape {self.lyrics.shape}")
             if self.has_lyrics is None:
-                self.has_lyrics = self.lyrics.any(axis=1)
+                self.has_lyrics = np.asarray((abs(self.lyrics) > 0).sum(axis=1)).ravel() > 0
         if self.has_lyrics is not None:
             self.has_lyrics = np.asarray(self.has_lyrics, dtype=bool)
             if self.has_lyrics.shape != (n,):
@@ -123,7 +127,8 @@ class SegmentData:
         mel = np.stack([self.mel_segments[t][s] for t, s in zip(tracks, segs)]).astype(np.float32, copy=False)
         batch = {"mel": torch.from_numpy(mel).unsqueeze(1)}  # (B, 1, n_mels, frames)
         if self.lyrics is not None:
-            batch["lyrics"] = torch.from_numpy(self.lyrics[tracks])  # (B, V)
+            rows = self.lyrics[tracks]
+            batch["lyrics"] = torch.from_numpy(rows.toarray() if sparse.issparse(rows) else rows)  # (B, V)
             batch["has_lyrics"] = torch.from_numpy(self.has_lyrics[tracks])  # (B,)
         if self.labels is not None:
             batch["label"] = torch.from_numpy(self.labels[tracks])  # (B,)

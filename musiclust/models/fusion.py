@@ -18,6 +18,7 @@ from typing import Optional
 
 import numpy as np
 import torch
+from scipy import sparse
 from torch import nn
 from torch.nn import functional as F
 
@@ -258,7 +259,7 @@ class HybridFusion:
             from sklearn.decomposition import TruncatedSVD  # here: serving never fits, and importing sklearn is slow
 
             components = TruncatedSVD(k, random_state=seed).fit(rows).components_.astype(np.float32)
-        coords = rows @ components.T  # (n_lyrics, k)
+        coords = np.asarray(rows @ components.T)  # (n_lyrics, k)
         lyrics_mean = coords.mean(axis=0) if len(coords) else np.zeros(len(components), dtype=np.float32)
         return cls(
             audio_mean, audio_scale, components, lyrics_mean, _block_scale(coords - lyrics_mean), float(weight), missing_lyrics
@@ -273,7 +274,7 @@ class HybridFusion:
                 f"lyrics, got {audio_mu.shape[1]} and {tfidf.shape[1]}"
             )
         audio = (audio_mu - self.audio_mean) / self.audio_scale
-        lyrics = (tfidf @ self.components.T - self.lyrics_mean) / self.lyrics_scale
+        lyrics = (np.asarray(tfidf @ self.components.T) - self.lyrics_mean) / self.lyrics_scale  # (N, k)
         lyrics[~has_lyrics] = 0.0
         blocks = [audio, self.weight * lyrics]  # (N, d_a), (N, k)
         if self.missing_lyrics == "apart":
@@ -301,7 +302,8 @@ def _block_scale(centred: np.ndarray) -> float:
 
 def _check_hybrid_inputs(audio_mu, tfidf, has_lyrics) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     audio_mu = np.asarray(audio_mu, dtype=np.float32)
-    tfidf = np.asarray(tfidf, dtype=np.float32)
+    # a collection's TF-IDF stays sparse (CSR): only its (N, k) projection is dense
+    tfidf = sparse.csr_matrix(tfidf, dtype=np.float32) if sparse.issparse(tfidf) else np.asarray(tfidf, dtype=np.float32)
     has_lyrics = np.asarray(has_lyrics, dtype=bool)
     n = audio_mu.shape[0]
     if audio_mu.ndim != 2 or tfidf.ndim != 2 or tfidf.shape[0] != n or has_lyrics.shape != (n,):
