@@ -40,6 +40,14 @@ FLAT_TOLERANCE = 1.25  # "flat": the 100k peak within 25 % of the 1k peak
 
 
 # --- in the benchmark worker process ------------------------------------------------------------------
+
+def _nbytes(matrix) -> int:
+    """Bytes held by a dense array or a SciPy CSR matrix (its data, column indices and row pointers)."""
+    if hasattr(matrix, "indptr"):
+        return int(matrix.data.nbytes + matrix.indices.nbytes + matrix.indptr.nbytes)
+    return int(matrix.nbytes)
+
+
 def measure(task: dict, ready: Callable[[], None]) -> dict:
     from musiclust.bench.common import PeakRSS, max_rss_mb, rss_mb
     from musiclust.bench.replicas import replicated_tracks
@@ -95,8 +103,8 @@ def measure(task: dict, ready: Callable[[], None]) -> dict:
         "peak_rss_mb": mem.peak_mb,
         "peak_pss_mb": mem.peak_pss_mb,
         "max_rss_mb": max_rss_mb(),
-        "lyrics_matrix_mb": prep.lyrics.nbytes / 2**20,
-        "lyrics_copies_mb": (train.lyrics.nbytes + val.lyrics.nbytes) / 2**20 if train.lyrics is not None else 0.0,
+        "lyrics_matrix_mb": _nbytes(prep.lyrics) / 2**20,
+        "lyrics_copies_mb": (_nbytes(train.lyrics) + _nbytes(val.lyrics)) / 2**20 if train.lyrics is not None else 0.0,
         "prepare_ms_per_train_track": 1000 * phases["prepare"]["seconds"] / len(prep.train_rows),  # normaliser pass + TF-IDF
     }
 
