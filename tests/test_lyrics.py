@@ -95,3 +95,35 @@ def test_language_guess_on_real_texts(madrigal_soft_hyphens):
     assert guess_language(clean_lyrics(_assembled("trecento/PMFC_12_10a-Credo PMFC12.10a.xml"))) == "la"
     assert guess_language("") == ""
     assert guess_language("xyz qwv") == ""
+
+
+def test_sparse_tfidf_holds_the_dense_rows_and_trains_the_same_batches(real_table, real_segments):
+    """The collection's TF-IDF is kept sparse: the same rows as the dense transform, the same mask, the
+    same hybrid-fusion join, and training batches identical to the ones built from the dense matrix."""
+    import numpy as np
+    import torch
+    from scipy import sparse
+
+    from musiclust.lyrics_tfidf import LyricsTfidf
+    from musiclust.models import HybridFusion
+    from musiclust.training import SegmentData
+
+    lyrics = list(real_table.lyrics) + [None, "", "zzzz qqqq"]  # no text, empty text, no known word
+    tfidf = LyricsTfidf().fit(real_table.lyrics)
+    dense, mask = tfidf.transform(lyrics)
+    csr, csr_mask = tfidf.transform_sparse(lyrics)
+    assert sparse.issparse(csr) and csr.dtype == np.float32 and csr.nnz < 0.2 * dense.size
+    np.testing.assert_array_equal(csr.toarray(), dense)
+    np.testing.assert_array_equal(csr_mask, mask)
+    assert mask.any() and not mask[-3:].any()
+    assert tfidf.top_terms(csr[mask]) == tfidf.top_terms(dense[mask])
+
+    audio = np.random.default_rng(0).normal(size=(len(lyrics), 8)).astype(np.float32)
+    join = HybridFusion.fit(audio, dense, mask, weight=1.0)
+    # the truncated SVD runs other arithmetic on a sparse input: the join agrees to 1e-4, not bit for bit
+    np.testing.assert_allclose(HybridFusion.fit(audio, csr, mask, weight=1.0)(audio, csr, mask), join(audio, dense, mask), atol=1e-4)
+
+    segs, n = real_segments["segments"], len(real_segments["segments"])
+    a = SegmentData(segs, lyrics=dense[:n]).batch(np.arange(n), np.zeros(n, dtype=int))
+    b = SegmentData(segs, lyrics=csr[:n]).batch(np.arange(n), np.zeros(n, dtype=int))
+    assert torch.equal(a["lyrics"], b["lyrics"]) and torch.equal(a["has_lyrics"], b["has_lyrics"])
