@@ -81,9 +81,9 @@ class SegmentData:
     """Model input for a set of tracks.
 
     ``mel_segments[i]`` is track i's ``(n_segments_i, n_mels, frames)`` float32 log-mel segments, already
-    standardised per mel band. ``lyrics`` is ``(N, V)`` float32 TF-IDF (dense or SciPy sparse) or None; ``has_lyrics`` ``(N,)``
-    bool says which rows are real (None: the rows that are not all zero; without lyrics it may be given
-    but must be all False). ``labels`` is ``(N,)`` int64 group ids, needed only by label-conditioned models.
+    standardised per mel band. ``lyrics`` is ``(N, V)`` float32 TF-IDF (dense, or SciPy sparse: rows are
+    densified per batch) or None; ``has_lyrics`` ``(N,)`` bool says which rows are real (None: the rows
+    that are not all zero; without lyrics it may be given but must be all False). ``labels`` is ``(N,)`` int64 group ids, needed only by label-conditioned models.
     """
 
     mel_segments: Sequence[np.ndarray]
