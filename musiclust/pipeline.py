@@ -24,7 +24,7 @@ from musiclust.errors import DataError, ParameterError
 from musiclust.lyrics_tfidf import LyricsTfidf
 from musiclust.metrics import score_partition
 from musiclust.models import build_model
-from musiclust.models.fusion import MISSING_LYRICS, HybridFusion
+from musiclust.models.fusion import HybridFusion, check_missing_lyrics
 from musiclust.training import SegmentData, TrainConfig, fit
 
 # Row name -> network architecture. conv_vae_fusion reuses the trained ConvVAE and joins lyrics after.
@@ -65,10 +65,7 @@ class Settings:
             raise ParameterError(f"k must be at least 2, got {self.k}")
         if self.beta < 0:
             raise ParameterError(f"beta must be >= 0, got {self.beta}")
-        if self.fusion_missing_lyrics not in MISSING_LYRICS:
-            raise ParameterError(
-                f"fusion_missing_lyrics must be one of {', '.join(MISSING_LYRICS)}, got {self.fusion_missing_lyrics!r}"
-            )
+        check_missing_lyrics(self.fusion_missing_lyrics, "fusion_missing_lyrics")
 
 
 @dataclass

@@ -15,7 +15,7 @@ import pytest
 
 from musiclust import shards
 from musiclust.bench import projection, replicas
-from musiclust.bench.dask_scaling import linear_fit
+from musiclust.bench.common import linear_fit
 from musiclust.config import FeatureConfig
 
 

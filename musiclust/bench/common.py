@@ -214,6 +214,19 @@ def distinct_copies(clips: Sequence[Path], n: int, folder: Path) -> list[Path]:
     return out
 
 
+def linear_fit(sizes: Sequence[int], seconds: Sequence[float]) -> Optional[dict]:
+    """``total = fixed_s + N x ms_per_track / 1000`` by least squares, and the marginal ms per added track
+    between consecutive sizes (None for fewer than two sizes)."""
+    if len(sizes) < 2:
+        return None
+    xs, ts = np.asarray(sizes, float), np.asarray(seconds, float)
+    slope, intercept = np.polyfit(xs, ts, 1)
+    marginal = [1000 * (ts[i + 1] - ts[i]) / (xs[i + 1] - xs[i]) for i in range(len(xs) - 1)]
+    return {"fixed_s": float(intercept), "ms_per_track": float(1000 * slope),
+            "max_relative_residual": float(np.max(np.abs(ts - (intercept + slope * xs)) / ts)),
+            "marginal_ms_per_track": marginal}
+
+
 # --- memory ----------------------------------------------------------------------------------------
 class _Sampler:
     """Calls ``_update(with_pss)`` every ``interval`` seconds in a background thread while the ``with``

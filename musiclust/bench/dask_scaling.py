@@ -45,7 +45,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from musiclust.bench.common import Log, distinct_copies, goal, ratio, run_workers
+from musiclust.bench.common import Log, distinct_copies, goal, linear_fit, ratio, run_workers
 
 GOAL_SPEEDUP = 1.8
 FLAT_TOLERANCE = 1.25  # as figure 6: time per track at the largest N within 25 % of the smallest N
@@ -177,19 +177,6 @@ def _row(n: int, workers: int, r: dict) -> dict:
         "store_mb_per_track": r["store_bytes"] / n / 2**20,
         "audio_mb_per_track": r["audio_bytes"] / n / 2**20,
     }
-
-
-def linear_fit(sizes: Sequence[int], seconds: Sequence[float]) -> Optional[dict]:
-    """``total = fixed_s + N x ms_per_track / 1000`` by least squares, and the marginal ms per added track
-    between consecutive sizes (None for fewer than two sizes)."""
-    if len(sizes) < 2:
-        return None
-    xs, ts = np.asarray(sizes, float), np.asarray(seconds, float)
-    slope, intercept = np.polyfit(xs, ts, 1)
-    marginal = [1000 * (ts[i + 1] - ts[i]) / (xs[i + 1] - xs[i]) for i in range(len(xs) - 1)]
-    return {"fixed_s": float(intercept), "ms_per_track": float(1000 * slope),
-            "max_relative_residual": float(np.max(np.abs(ts - (intercept + slope * xs)) / ts)),
-            "marginal_ms_per_track": marginal}
 
 
 def run(clips: Sequence[Path], sizes: Sequence[int], log: Log, worker_counts: Sequence[int] = (1, 2),

@@ -65,14 +65,15 @@ def jittered_frame(frame, n: int, seed: int = 0):
     """``n`` rows: the collection repeated, copies moved by ~1 % of the map's extent, ids made unique."""
     import pandas as pd
 
-    reps = max(1, math.ceil(n / len(frame)))
-    big = pd.concat([frame] * reps, ignore_index=True).iloc[:n].copy()
-    copy_no = np.repeat(np.arange(reps), len(frame))[:n]
+    from musiclust.bench.replicas import copies_needed, copy_number, tiled_ids
+
+    big = pd.concat([frame] * copies_needed(n, len(frame)), ignore_index=True).iloc[:n].copy()
+    copy_no = copy_number(n, len(frame))
     rng = np.random.default_rng(seed)
     for axis in ("x", "y"):
         span = float(np.ptp(frame[axis].to_numpy())) or 1.0
         big[axis] = big[axis].to_numpy() + (copy_no > 0) * rng.normal(0.0, 0.01 * span, n)
-    big["id"] = [f"{i}~{k}" if k else i for i, k in zip(big["id"].to_numpy(), copy_no)]
+    big["id"] = tiled_ids(list(frame["id"]), n)
     return big.reset_index(drop=True)
 
 

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from musiclust.bench.common import Log, distinct_copies, goal, ratio, run_workers
+from musiclust.bench.common import Log, distinct_copies, goal, linear_fit, ratio, run_workers
 
 FLAT_TOLERANCE = 1.25  # time per clip at the largest N within 25 % of the smallest N counts as flat
 
@@ -71,17 +71,10 @@ def run(clips: Sequence[Path], sizes: Sequence[int], log: Log, jobs_list: Sequen
             mem_slope[str(j)] = float(np.polyfit(xs, ys, 1)[0])
     linear, marginal = {}, {}
     for j in jobs_list:
-        if len(sizes) > 1:
-            xs = np.array(sizes, float)
-            ts = np.array([by[(n, j)]["seconds"] for n in sizes])
-            slope, intercept = np.polyfit(xs, ts, 1)
-            fitted = intercept + slope * xs
-            linear[str(j)] = {
-                "fixed_s": float(intercept),
-                "ms_per_clip": float(1000 * slope),
-                "max_relative_residual": float(np.max(np.abs(ts - fitted) / ts)),
-            }
-            steps = [1000 * (ts[i + 1] - ts[i]) / (xs[i + 1] - xs[i]) for i in range(len(xs) - 1)]
+        fit = linear_fit(sizes, [by[(n, j)]["seconds"] for n in sizes])
+        if fit is not None:
+            linear[str(j)] = {"fixed_s": fit["fixed_s"], "ms_per_clip": fit["ms_per_track"], "max_relative_residual": fit["max_relative_residual"]}
+            steps = fit["marginal_ms_per_track"]
             marginal[str(j)] = {"ms_per_clip": steps, "last_vs_first": ratio(steps[-1], steps[0])}
     worst_flat = max(v for v in flatness.values() if v is not None)
     return {

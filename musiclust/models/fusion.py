@@ -29,6 +29,12 @@ from musiclust.models.conv_vae import ConvDecoder, ConvEncoder, ConvVAEConfig
 MISSING_LYRICS = ("apart", "centre")  # where hybrid fusion puts a track without lyrics (see HybridFusion)
 
 
+def check_missing_lyrics(value: str, name: str = "missing_lyrics") -> None:
+    """A clear error for a value outside :data:`MISSING_LYRICS` (checked by ``Settings`` before any work)."""
+    if value not in MISSING_LYRICS:
+        raise ParameterError(f"{name} must be one of {', '.join(MISSING_LYRICS)}, got {value!r}")
+
+
 @dataclass(kw_only=True)
 class MVAEPoEConfig(ConvVAEConfig):
     lyrics_dim: int  # TF-IDF vocabulary size V
@@ -232,8 +238,7 @@ class HybridFusion:
     missing_lyrics: str = "centre"  # what checkpoints written before the choice existed did
 
     def __post_init__(self) -> None:
-        if self.missing_lyrics not in MISSING_LYRICS:
-            raise ParameterError(f"missing_lyrics must be one of {', '.join(MISSING_LYRICS)}, got {self.missing_lyrics!r}")
+        check_missing_lyrics(self.missing_lyrics)
 
     @classmethod
     def fit(
