@@ -29,7 +29,7 @@ import streamlit as st
 
 from musiclust.config import FeatureConfig
 from musiclust.errors import JobBusyError, MusiclustError
-from musiclust.jobs import CANCELLED, FAILED, RUNNING, SUCCEEDED, JobStatus, RetrainJobs
+from musiclust.serving.jobs import CANCELLED, FAILED, RUNNING, SUCCEEDED, JobStatus, RetrainJobs
 from musiclust.service import Service, dataset_slug
 
 REPO = Path(__file__).resolve().parent
@@ -355,7 +355,7 @@ def choose_model(ctx: Context) -> None:
 
 def retrain_form(ctx: Context) -> None:
     from musiclust.pipeline import MODEL_NAMES, Settings
-    from musiclust.training import TrainConfig
+    from musiclust.models.training import TrainConfig
 
     defaults = Settings()
     default_epochs = int(defaults.epochs or TrainConfig().epochs)
@@ -492,7 +492,7 @@ def tracks_of(ctx: Context, name: Optional[str] = None) -> pd.DataFrame:
 @st.cache_data(show_spinner="Computing the spectrogram…", max_entries=64)
 def collection_mel(path: str, fingerprint: str, _config: FeatureConfig) -> np.ndarray:
     """Log-mel (dB) of a collection track, computed by the core and cached."""
-    from musiclust.features import compute_features
+    from musiclust.features.mel import compute_features
 
     return compute_features(Path(path), _config).mel_db
 

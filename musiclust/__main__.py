@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from musiclust import paths
 from musiclust.errors import MusiclustError, ParameterError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,11 +40,11 @@ def cmd_data(args) -> int:
 
 def _table(spec: str, jobs: int, store: Optional[str] = None):
     from musiclust.data.collection import load_collection
-    from musiclust.dataset import featurize
+    from musiclust.store.table import featurize
 
     collection = load_collection(spec)
-    if store:  # features a `features` run (Dask) wrote; mels stay in the shards (musiclust.shards)
-        from musiclust.shards import table_from_store
+    if store:  # features a `features` run (Dask) wrote; mels stay in the shards (musiclust.store.shards)
+        from musiclust.store.shards import table_from_store
 
         table = table_from_store(collection, Path(store))
     else:
@@ -56,13 +56,12 @@ def _table(spec: str, jobs: int, store: Optional[str] = None):
     return table
 
 
-DEFAULT_STORE = REPO_ROOT / "data" / "cache" / "feature-store"
 
 
 def cmd_features(args) -> int:
     """Featurize a collection into the sharded store on Dask (a LocalCluster, or --scheduler's cluster)."""
     from musiclust.data.collection import load_collection
-    from musiclust.distributed import featurize_to_store
+    from musiclust.store.distributed import featurize_to_store
 
     if args.partition_size < 1:
         raise ParameterError(f"--partition-size must be at least 1, got {args.partition_size}")
@@ -98,10 +97,10 @@ def _settings(args):
 
 def cmd_train(args) -> int:
     """Train models and switch each checkpoint in atomically, only after every model trained."""
-    from musiclust import checkpoint as ckpt
-    from musiclust.evaluation import baseline_scores
-    from musiclust.baselines import BASELINES
-    from musiclust.jobs import CANCELLED, FAILED, SUCCEEDED, StatusReporter
+    from musiclust.serving import checkpoint as ckpt
+    from musiclust.analysis.evaluation import baseline_scores
+    from musiclust.analysis.baselines import BASELINES
+    from musiclust.serving.jobs import CANCELLED, FAILED, SUCCEEDED, StatusReporter
     from musiclust.pipeline import MODEL_NAMES, prepare, train_models
     from musiclust.service import CHECKPOINTS, dataset_slug
     from musiclust.errors import TrainingCancelled
@@ -201,8 +200,8 @@ class _EpochBar:
 
 def cmd_evaluate(args) -> int:
     """Every model beside its baselines, mean ± std over seeds."""
-    from musiclust import checkpoint as ckpt
-    from musiclust.evaluation import ALL_NAMES, evaluate, to_records
+    from musiclust.serving import checkpoint as ckpt
+    from musiclust.analysis.evaluation import ALL_NAMES, evaluate, to_records
     from musiclust.service import dataset_slug
 
     names = _names(args.models, ALL_NAMES)
@@ -216,7 +215,7 @@ def cmd_evaluate(args) -> int:
     elif args.format == "csv":
         print(summary.to_csv(index=False), end="")
     else:
-        from musiclust.metrics import METRICS, format_mean_std
+        from musiclust.analysis.metrics import METRICS, format_mean_std
 
         header = f"{'model':16s}" + "".join(f"{m:>22s}" for m in METRICS) + "  conditioned"
         print(header)
@@ -256,22 +255,34 @@ def cmd_predict(args) -> int:
     return 0
 
 
-def cmd_bench(args) -> int:
-    """The benchmark (figures beside same-run references): see :mod:`musiclust.bench.run`."""
-    from musiclust.bench.run import run_from_args
+def _bench():
+    """The benchmark lives in the source checkout's ``bench/`` folder, outside the installable package."""
+    if not (paths.REPO_ROOT / "bench" / "run.py").is_file():
+        return None
+    if str(paths.REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(paths.REPO_ROOT))
+    import bench.run
 
-    return run_from_args(args)
+    return bench.run
+
+
+def cmd_bench(args) -> int:
+    """The benchmark (figures beside same-run references): see :mod:`bench.run`."""
+    runner = _bench()
+    if runner is None:
+        raise ParameterError("the benchmark runs from a source checkout (its bench/ folder is not installed)")
+    return runner.run_from_args(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from musiclust.data.collection import DEFAULT_AUDIO_ROOT, DEFAULT_VARIANTS
+    from musiclust.data.collection import DEFAULT_VARIANTS
 
     parser = _Parser(prog="musiclust", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     data = sub.add_parser("data", help="render the default data set from the music21 corpus")
     data.add_argument("--variant", nargs="+", default=["natural"], choices=DEFAULT_VARIANTS)
-    data.add_argument("--root", default=str(DEFAULT_AUDIO_ROOT))
+    data.add_argument("--root", default=str(paths.DEFAULT_AUDIO_ROOT))
     data.add_argument("--jobs", type=int)
     data.set_defaults(func=cmd_data)
 
@@ -284,12 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--beta", type=float, default=4.0)
         p.add_argument("--k", type=int, help="clusters (default: the number of groups)")
         p.add_argument("--jobs", type=int, help="feature worker processes (default: up to 2)")
-        p.add_argument("--checkpoints", default=str(REPO_ROOT / "checkpoints"))
+        p.add_argument("--checkpoints", default=str(paths.CHECKPOINTS))
         p.add_argument("--features", metavar="STORE", help="read features from a sharded store written by `features` (no featurization)")
 
     feats = sub.add_parser("features", help="featurize a collection into a sharded store on Dask (local cluster or --scheduler)")
     feats.add_argument("--data", default="default", help="default, default:piano, a music folder, or a CSV manifest")
-    feats.add_argument("--store", default=str(DEFAULT_STORE), help="the store directory (shared storage for a remote cluster)")
+    feats.add_argument("--store", default=str(paths.FEATURE_STORE), help="the store directory (shared storage for a remote cluster)")
     feats.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler, e.g. tcp://host:8786 (default: a local cluster)")
     feats.add_argument("--workers", type=int, help="worker processes of the local cluster (default: one per core)")
     feats.add_argument("--partition-size", type=int, default=64, help="tracks per task and shard (default 64)")
@@ -315,14 +326,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--lyrics", help="a text file with the lyrics")
     pr.add_argument("--model", default="mvae_poe")
     pr.add_argument("--data", default="default")
-    pr.add_argument("--checkpoints", default=str(REPO_ROOT / "checkpoints"))
+    pr.add_argument("--checkpoints", default=str(paths.CHECKPOINTS))
     pr.add_argument("--format", choices=("text", "json"), default="text")
     pr.set_defaults(func=cmd_predict)
 
-    from musiclust.bench.run import add_arguments as bench_arguments
-
     bench = sub.add_parser("bench", help="benchmark: speed and scaling beside references measured in the same run")
-    bench_arguments(bench)
+    runner = _bench()
+    if runner is not None:
+        runner.add_arguments(bench)
     bench.set_defaults(func=cmd_bench)
     return parser
 

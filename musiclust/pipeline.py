@@ -2,7 +2,7 @@
 
 :func:`prepare` lines up everything the models share for one seed (split by piece, mel
 normalisation, segments, TF-IDF, labels); :func:`train_model` trains one named model on it and
-returns a :class:`~musiclust.bundle.ModelBundle` ready to save or serve. The CLI, the benchmark
+returns a :class:`~musiclust.serving.bundle.ModelBundle` ready to save or serve. The CLI, the benchmark
 and the app's retrain all go through here.
 """
 
@@ -16,16 +16,16 @@ from typing import Callable, Optional
 import numpy as np
 from scipy import sparse
 import torch
-from musiclust import streaming
-from musiclust.bundle import ModelBundle
-from musiclust.clustering import Standardizer, cluster, kmeans_kind, map_kind, umap_map
-from musiclust.dataset import MelNormalizer, TrackTable, split_by_piece, track_segments
+from musiclust.store import streaming
+from musiclust.serving.bundle import ModelBundle
+from musiclust.analysis.clustering import Standardizer, cluster, kmeans_kind, map_kind, umap_map
+from musiclust.store.table import MelNormalizer, TrackTable, split_by_piece, track_segments
 from musiclust.errors import DataError, ParameterError
-from musiclust.lyrics_tfidf import LyricsTfidf
-from musiclust.metrics import score_partition
+from musiclust.features.tfidf import LyricsTfidf
+from musiclust.analysis.metrics import score_partition
 from musiclust.models import build_model
-from musiclust.models.fusion import HybridFusion, check_missing_lyrics
-from musiclust.training import SegmentData, TrainConfig, fit
+from musiclust.models.hybrid import HybridFusion, check_missing_lyrics
+from musiclust.models.training import SegmentData, TrainConfig, fit
 
 # Row name -> network architecture. conv_vae_fusion reuses the trained ConvVAE and joins lyrics after.
 ARCHITECTURE = {

@@ -2,7 +2,7 @@
 
 Upload a track -> its cluster, map position and neighbours; a collection track's reconstruction
 and how it sounds; a morph between two tracks; the metric tables. Nothing here imports Streamlit;
-nothing here writes to the checkpoints (training does, through :mod:`musiclust.checkpoint`).
+nothing here writes to the checkpoints (training does, through :mod:`musiclust.serving.checkpoint`).
 """
 
 from __future__ import annotations
@@ -18,15 +18,14 @@ import librosa
 import numpy as np
 import torch
 
-from musiclust import checkpoint as ckpt
-from musiclust.audio import AudioSource
-from musiclust.bundle import ModelBundle, Placement
+from musiclust.serving import checkpoint as ckpt
+from musiclust.features.audio import AudioSource
+from musiclust.serving.bundle import ModelBundle, Placement
 from musiclust.config import FeatureConfig
-from musiclust.data.collection import REPO_ROOT
+from musiclust.paths import CHECKPOINTS
 from musiclust.errors import AudioError, ParameterError
-from musiclust.features import TrackFeatures, compute_features
+from musiclust.features.mel import TrackFeatures, compute_features
 
-CHECKPOINTS = REPO_ROOT / "checkpoints"
 MAX_LYRICS_CHARS = 20_000
 MAX_UPLOAD_BYTES = 50 * 2**20  # the app's upload limit (server.maxUploadSize = 50)
 GRIFFIN_LIM_ITERATIONS = 32

@@ -8,9 +8,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import app_support as ui
-from musiclust.baselines import BASELINES
+from musiclust.analysis.baselines import BASELINES
 from musiclust.errors import MusiclustError
-from musiclust.metrics import HIGHER_IS_BETTER, METRICS, format_mean_std, summarize
+from musiclust.analysis.metrics import HIGHER_IS_BETTER, METRICS, format_mean_std, summarize
 
 LABELS = {
     "silhouette": "Silhouette", "calinski_harabasz": "Calinski-Harabasz", "davies_bouldin": "Davies-Bouldin",

@@ -94,7 +94,7 @@ def real_music_folder(tmp_path_factory, real_rows, real_clips) -> Path:
 def real_table(real_music_folder, tmp_path_factory):
     """The real music folder, featurized (cache in a temporary folder)."""
     from musiclust.data.collection import load_folder
-    from musiclust.dataset import featurize
+    from musiclust.store.table import featurize
 
     return featurize(load_folder(real_music_folder), cache_dir=tmp_path_factory.mktemp("features"), jobs=2)
 
@@ -105,7 +105,7 @@ def real_segments(real_table):
 
     Returns ``{"segments": [(n_i, 128, 128) float32 standardised per band], "labels": (12,) int64}``.
     """
-    from musiclust.dataset import MelNormalizer, track_segments
+    from musiclust.store.table import MelNormalizer, track_segments
 
     labels = real_table.label_indices()
     rows = [i for g in range(3) for i in (labels == g).nonzero()[0][:4]]
@@ -122,7 +122,7 @@ def trained_checkpoints(real_table, real_music_folder, tmp_path_factory) -> Path
     Returns the root; the models live in ``root / dataset_slug(str(real_music_folder))``, which is
     what ``Service(str(real_music_folder), root)`` reads.
     """
-    from musiclust import checkpoint as ckpt
+    from musiclust.serving import checkpoint as ckpt
     from musiclust.pipeline import MODEL_NAMES, Settings, train_models
     from musiclust.service import dataset_slug
 

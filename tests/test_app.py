@@ -117,7 +117,7 @@ def test_reconstructions_play_audio_and_name_the_label(app_env):
 
 
 def test_metrics_page_with_a_report(own_env):
-    from musiclust import checkpoint as ckpt
+    from musiclust.serving import checkpoint as ckpt
     from musiclust.service import Service
 
     root, dataset, _ = own_env
@@ -220,7 +220,7 @@ def start_from_sidebar(at: AppTest, models: list[str], epochs: int) -> AppTest:
 
 
 def test_retrain_runs_and_switches_the_model(own_env):
-    from musiclust.jobs import SUCCEEDED, RetrainJobs
+    from musiclust.serving.jobs import SUCCEEDED, RetrainJobs
     from musiclust.service import Service
 
     root, dataset, jobs_dir = own_env
@@ -249,7 +249,7 @@ def test_retrain_runs_and_switches_the_model(own_env):
 
 
 def test_second_retrain_is_refused_and_cancel_keeps_the_model(own_env):
-    from musiclust.jobs import RetrainJobs
+    from musiclust.serving.jobs import RetrainJobs
     from musiclust.service import Service
 
     root, dataset, jobs_dir = own_env

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from musiclust.audio import audio_info, load_audio, prepare_samples
+from musiclust.features.audio import audio_info, load_audio, prepare_samples
 from musiclust.config import FeatureConfig
 from musiclust.errors import AudioError, ParameterError
 

@@ -21,10 +21,10 @@ import pytest
 import soundfile as sf
 import soxr
 
-from musiclust.audio import MAX_SAMPLE_RATE, load_audio
+from musiclust.features.audio import MAX_SAMPLE_RATE, load_audio
 from musiclust.config import FeatureConfig
 from musiclust.errors import AudioError, MusiclustError
-from musiclust.features import compute_features
+from musiclust.features.mel import compute_features
 from musiclust.service import MAX_LYRICS_CHARS, MAX_UPLOAD_BYTES, Service, clean_user_lyrics, dataset_slug
 
 SR = 22050

@@ -181,7 +181,7 @@ def test_bench_run_script_help():
 @pytest.mark.browser
 def test_browser_figures(tmp_path, trained_checkpoints, real_music_folder):
     """App start and the map in headless Chromium, on the tiny trained models."""
-    from musiclust.bench.browser import browser_problem
+    from bench.browser import browser_problem
 
     if browser_problem():
         pytest.skip(browser_problem())

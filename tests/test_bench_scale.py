@@ -13,9 +13,9 @@ import os
 import numpy as np
 import pytest
 
-from musiclust import shards
-from musiclust.bench import projection, replicas
-from musiclust.bench.common import linear_fit
+from musiclust.store import shards
+from bench import projection, replicas
+from bench.common import linear_fit
 from musiclust.config import FeatureConfig
 
 
@@ -85,7 +85,7 @@ def test_tile_bundle_grows_the_index_and_keeps_each_copy_in_its_originals_cluste
     np.testing.assert_array_equal(big.space[:6], space)
     assert big.meta == {"k": 3, "n_tracks": 50, "tiled_from": 6}
     assert len(small.tracks) == 6 and small.meta == {"k": 3}  # the original is not changed
-    from musiclust.clustering import nearest, squared_norms
+    from musiclust.analysis.clustering import nearest, squared_norms
 
     idx, _ = nearest(space[4], big.space, 5, sq_norms=squared_norms(big.space))
     assert set(idx.tolist()) <= set(range(4, 50, 6))  # a real track's nearest neighbours are its own copies
@@ -96,7 +96,7 @@ def test_tile_bundle_grows_the_index_and_keeps_each_copy_in_its_originals_cluste
 def small_store(tmp_path_factory, real_music_folder):
     """4 real clips in 2 shards of 2, written by the Dask task body."""
     from musiclust.data.collection import load_folder
-    from musiclust.distributed import featurize_partition
+    from musiclust.store.distributed import featurize_partition
 
     tracks = load_folder(real_music_folder).tracks[:4]
     root = tmp_path_factory.mktemp("base-store")
@@ -110,7 +110,7 @@ def small_store(tmp_path_factory, real_music_folder):
 
 def test_a_replicated_store_reads_back_as_distinct_tracks_with_the_real_frames(small_store, tmp_path):
     from musiclust.data.collection import Collection
-    from musiclust.shards import table_from_store
+    from musiclust.store.shards import table_from_store
 
     base_root, tracks = small_store
     dst = tmp_path / "big"

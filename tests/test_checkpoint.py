@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from musiclust import checkpoint as ckpt
+from musiclust.serving import checkpoint as ckpt
 from musiclust.errors import CheckpointError, ParameterError
 
 
@@ -76,7 +76,7 @@ def test_bad_names_rejected(tmp_path):
 
 KILL_SCRIPT = r"""
 import sys, numpy as np
-from musiclust import checkpoint as ckpt
+from musiclust.serving import checkpoint as ckpt
 root = sys.argv[1]
 print("ready", flush=True)
 i = 0

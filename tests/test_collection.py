@@ -5,7 +5,7 @@ import shutil
 import pytest
 
 from musiclust.data.collection import load_collection, load_csv, load_default, load_folder
-from musiclust.dataset import featurize
+from musiclust.store.table import featurize
 from musiclust.errors import DataError
 
 

@@ -32,11 +32,11 @@ import pytest
 from browser_support import POINT_JS
 import soundfile as sf
 
-from musiclust import checkpoint as ckpt
-from musiclust.bundle import ModelBundle
+from musiclust.serving import checkpoint as ckpt
+from musiclust.serving.bundle import ModelBundle
 from musiclust.errors import JobBusyError
-from musiclust.features import FeatureStore, compute_features
-from musiclust.jobs import RUNNING, RetrainJobs
+from musiclust.features.mel import FeatureStore, compute_features
+from musiclust.serving.jobs import RUNNING, RetrainJobs
 from musiclust.service import Service, dataset_slug
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,7 +61,7 @@ RACER = textwrap.dedent(
     r"""
     import sys, time, os
     from pathlib import Path
-    from musiclust.jobs import RetrainJobs
+    from musiclust.serving.jobs import RetrainJobs
     from musiclust.errors import JobBusyError
     state, repo, go = sys.argv[1:4]
     args = sys.argv[4:]
@@ -140,7 +140,7 @@ def test_simultaneous_retrains_exactly_one_runs(trained_checkpoints, real_music_
 SWITCHER = textwrap.dedent(
     r"""
     import sys, time
-    from musiclust import checkpoint as ckpt
+    from musiclust.serving import checkpoint as ckpt
     src, root, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
     sources = [ckpt.load(src, n, fallback=False) for n in ("basic_vae", "conv_vae")]
     print("ready", flush=True)
@@ -200,7 +200,7 @@ def test_readers_never_see_half_a_checkpoint(trained_checkpoints, real_music_fol
 RAPID_SAVER = textwrap.dedent(
     r"""
     import sys, time, numpy as np
-    from musiclust import checkpoint as ckpt
+    from musiclust.serving import checkpoint as ckpt
     root, seconds = sys.argv[1], float(sys.argv[2])
     print("ready", flush=True)
     end, i = time.monotonic() + seconds, 0
@@ -257,7 +257,7 @@ CACHE_WRITER = textwrap.dedent(
     r"""
     import sys, time
     from pathlib import Path
-    from musiclust.features import FeatureStore, compute_features
+    from musiclust.features.mel import FeatureStore, compute_features
     cache, entry, a, b, seconds = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4], float(sys.argv[5])
     store = FeatureStore(Path(cache))
     feats = [compute_features(Path(a)), compute_features(Path(b))]

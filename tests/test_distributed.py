@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from musiclust import shards, streaming
+from musiclust.store import shards, streaming
 from musiclust.config import FeatureConfig
-from musiclust.distributed import featurize_to_store
-from musiclust.features import compute_features
+from musiclust.store.distributed import featurize_to_store
+from musiclust.features.mel import compute_features
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.timeout(240)
@@ -79,7 +79,7 @@ def test_two_worker_cluster_computes_the_serial_features(two_worker_store, real_
         np.testing.assert_allclose(shard.mel_db(r), serial.mel_db, rtol=0, atol=1e-4)
         np.testing.assert_allclose(shard.mfcc[r], serial.mfcc_stats, rtol=1e-5, atol=1e-4)
         assert shard.durations[r] == pytest.approx(serial.duration)
-        assert shard.tracks[r]["sha256"] == __import__("musiclust.features", fromlist=["x"]).content_hash(path)
+        assert shard.tracks[r]["sha256"] == __import__("musiclust.features.mel", fromlist=["x"]).content_hash(path)
     assert_whole(root)
 
 
@@ -192,9 +192,9 @@ def test_streaming_training_from_the_store_learns_and_matches_the_in_memory_run(
     """The fit loop on store-backed, lazily read segments: the loss falls, and with the same normaliser
     the run is bit-identical to the in-memory one (same batches, same weights)."""
     from musiclust.data.collection import load_folder
-    from musiclust.dataset import MelNormalizer, track_segments
+    from musiclust.store.table import MelNormalizer, track_segments
     from musiclust.models import build_model
-    from musiclust.training import SegmentData, TrainConfig, fit
+    from musiclust.models.training import SegmentData, TrainConfig, fit
 
     root, _ = two_worker_store
     # the conftest folder holds copies of the same clips: map them onto the stored paths by name

@@ -30,10 +30,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from musiclust import checkpoint as ckpt
-from musiclust.bundle import ModelBundle
+from musiclust.serving import checkpoint as ckpt
+from musiclust.serving.bundle import ModelBundle
 from musiclust.errors import CheckpointError
-from musiclust.features import FeatureStore, compute_features
+from musiclust.features.mel import FeatureStore, compute_features
 from musiclust.service import Service, dataset_slug
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,7 +79,7 @@ def two_versions(source, tmp_path):
 SAVER = textwrap.dedent(
     r"""
     import sys, time
-    from musiclust import checkpoint as ckpt
+    from musiclust.serving import checkpoint as ckpt
     source, root, name = sys.argv[1:4]
     checkpoint = ckpt.load(source, name, fallback=False)
     print("ready", flush=True)
@@ -374,7 +374,7 @@ NAN_INJECTOR = textwrap.dedent(
 
 
 def test_nan_loss_during_a_background_retrain_keeps_the_models_and_says_why(source, tmp_path, monkeypatch):
-    from musiclust.jobs import FAILED, RUNNING, RetrainJobs
+    from musiclust.serving.jobs import FAILED, RUNNING, RetrainJobs
 
     dataset, trained, _ = source
     root = tmp_path / "checkpoints"

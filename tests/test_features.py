@@ -8,7 +8,7 @@ import pytest
 
 from musiclust.config import FeatureConfig
 from musiclust.errors import ParameterError
-from musiclust.features import FeatureStore, compute_features, log_mel, mfcc_statistics, segments
+from musiclust.features.mel import FeatureStore, compute_features, log_mel, mfcc_statistics, segments
 
 CFG = FeatureConfig()
 

@@ -22,12 +22,12 @@ import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from musiclust import checkpoint as ckpt
-from musiclust.audio import prepare_samples
-from musiclust.bundle import ModelBundle
+from musiclust.serving import checkpoint as ckpt
+from musiclust.features.audio import prepare_samples
+from musiclust.serving.bundle import ModelBundle
 from musiclust.config import FeatureConfig
 from musiclust.errors import CheckpointError, MusiclustError
-from musiclust.features import compute_features
+from musiclust.features.mel import compute_features
 
 EXAMPLES = int(os.environ.get("MUSICLUST_FUZZ_EXAMPLES", "120"))
 CFG = FeatureConfig()

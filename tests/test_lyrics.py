@@ -104,9 +104,9 @@ def test_sparse_tfidf_holds_the_dense_rows_and_trains_the_same_batches(real_tabl
     import torch
     from scipy import sparse
 
-    from musiclust.lyrics_tfidf import LyricsTfidf
+    from musiclust.features.tfidf import LyricsTfidf
     from musiclust.models import HybridFusion
-    from musiclust.training import SegmentData
+    from musiclust.models.training import SegmentData
 
     lyrics = list(real_table.lyrics) + [None, "", "zzzz qqqq"]  # no text, empty text, no known word
     tfidf = LyricsTfidf().fit(real_table.lyrics)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from musiclust.errors import ParameterError
-from musiclust.metrics import external_scores, internal_scores, purity, score_partition, summarize
+from musiclust.analysis.metrics import external_scores, internal_scores, purity, score_partition, summarize
 
 
 def test_purity_hand_computed():

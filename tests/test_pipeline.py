@@ -8,11 +8,11 @@ import sys
 import numpy as np
 import pytest
 
-from musiclust import checkpoint as ckpt
-from musiclust.bundle import ModelBundle
-from musiclust.dataset import split_by_piece
+from musiclust.serving import checkpoint as ckpt
+from musiclust.serving.bundle import ModelBundle
+from musiclust.store.table import split_by_piece
 from musiclust.errors import CheckpointError
-from musiclust.features import compute_features
+from musiclust.features.mel import compute_features
 from musiclust.pipeline import MODEL_NAMES
 from musiclust.service import Service, dataset_slug, morph, sonify
 

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from musiclust import clustering
+from musiclust.analysis import clustering
 from musiclust.errors import ParameterError
-from musiclust.metrics import internal_scores, score_partition
+from musiclust.analysis.metrics import internal_scores, score_partition
 
 
 def _blobs(n: int, k: int = 5, d: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

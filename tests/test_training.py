@@ -6,7 +6,7 @@ import torch
 
 from musiclust.errors import DataError, ParameterError, TrainingCancelled, TrainingError
 from musiclust.models import build_model
-from musiclust.training import FitResult, SegmentData, TrainConfig, evaluate, fit
+from musiclust.models.training import FitResult, SegmentData, TrainConfig, evaluate, fit
 
 SR = 22050
 VOCAB = 30

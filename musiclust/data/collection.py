@@ -1,6 +1,6 @@
 """A collection of tracks, from the default set, a folder of the user's music, or a CSV manifest.
 
-Loading never decodes audio (that is :mod:`musiclust.features`' job); it finds the files, their
+Loading never decodes audio (that is :mod:`musiclust.features.mel`' job); it finds the files, their
 metadata and lyrics, and reports files it had to skip with the reason.
 """
 
@@ -12,12 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from musiclust.audio import AUDIO_EXTENSIONS
+from musiclust.features.audio import AUDIO_EXTENSIONS
 from musiclust.errors import DataError
+from musiclust.paths import DEFAULT_AUDIO_ROOT, DEFAULT_MANIFEST
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_MANIFEST = REPO_ROOT / "data" / "manifest.csv"
-DEFAULT_AUDIO_ROOT = REPO_ROOT / "data" / "default"
 DEFAULT_VARIANTS = ("natural", "piano")
 MAX_LYRICS_CHARS = 20_000  # longer lyrics files are cut: enough for any song, bounded for TF-IDF
 

@@ -110,6 +110,7 @@ import numpy as np
 
 from musiclust.data.lyrics import clean_lyrics, guess_language
 from musiclust.errors import AudioError, DataError, MusiclustError, ParameterError
+from musiclust.paths import CORPUS_EVENT_CACHE, DEFAULT_AUDIO_ROOT, DEFAULT_MANIFEST
 
 __all__ = [
     "BuildReport",
@@ -129,10 +130,8 @@ __all__ = [
     "write_manifest",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_MANIFEST = REPO_ROOT / "data" / "manifest.csv"
-DEFAULT_ROOT = REPO_ROOT / "data" / "default"
-DEFAULT_EVENT_CACHE = REPO_ROOT / "data" / "cache" / "corpus_events"
+DEFAULT_ROOT = DEFAULT_AUDIO_ROOT
+DEFAULT_EVENT_CACHE = CORPUS_EVENT_CACHE
 
 SAMPLE_RATE = 22_050
 CLIP_SECONDS = 30.0

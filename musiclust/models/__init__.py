@@ -1,7 +1,7 @@
-"""Model registry: a name -> class map, so configs and checkpoints name a model by a plain string.
+"""Models: ``BaseVAE`` and one short file per network, the hybrid lyrics join, and the registry.
 
-Hybrid fusion is not here: it is a post-hoc join of the ``conv_vae`` embedding with lyrics
-(:func:`musiclust.models.fusion.hybrid_embedding`), not a trained model.
+:mod:`musiclust.models.registry` holds every fact about every model; here are the helpers that
+build a network by its registry name, so configs and checkpoints name a network by a plain string.
 """
 
 from __future__ import annotations
@@ -15,14 +15,11 @@ from musiclust.models.base import BaseVAE, VAEConfig
 from musiclust.models.basic_vae import BasicVAE, BasicVAEConfig
 from musiclust.models.beta_cvae import BetaCVAE, BetaCVAEConfig
 from musiclust.models.conv_vae import ConvVAE, ConvVAEConfig
-from musiclust.models.fusion import HybridFusion, MVAEPoE, MVAEPoEConfig, hybrid_embedding, product_of_experts
+from musiclust.models.hybrid import HybridFusion, hybrid_embedding
+from musiclust.models.mvae_poe import MVAEPoE, MVAEPoEConfig, product_of_experts
+from musiclust.models.registry import NETWORKS, NETWORKS_BY_CLASS
 
-MODELS: dict[str, type[BaseVAE]] = {
-    "basic_vae": BasicVAE,
-    "conv_vae": ConvVAE,
-    "mvae_poe": MVAEPoE,
-    "beta_cvae": BetaCVAE,
-}
+MODELS = NETWORKS  # network name -> class
 
 __all__ = [
     "MODELS",
@@ -47,18 +44,18 @@ __all__ = [
 
 def _model_class(name: str) -> type[BaseVAE]:
     try:
-        return MODELS[name]
+        return NETWORKS[name]
     except (KeyError, TypeError):
-        raise ParameterError(f"unknown model {name!r}; known models: {', '.join(MODELS)}") from None
+        raise ParameterError(f"unknown model {name!r}; known models: {', '.join(NETWORKS)}") from None
 
 
 def config_class(name: str) -> type[VAEConfig]:
-    """The config dataclass of model ``name``."""
+    """The config dataclass of network ``name``."""
     return _model_class(name).config_class
 
 
 def build_model(name: str, config: Union[dict, VAEConfig, None] = None, seed: Optional[int] = None) -> BaseVAE:
-    """A fresh model ``name`` from a config dict (JSON) or dataclass; missing fields take their defaults.
+    """A fresh network ``name`` from a config dict (JSON) or dataclass; missing fields take their defaults.
 
     With ``seed`` the weights are initialised from that seed without touching the global RNG, so the
     same (name, config, seed) always gives bit-identical initial weights.
@@ -78,8 +75,8 @@ def build_model(name: str, config: Union[dict, VAEConfig, None] = None, seed: Op
 
 
 def model_name(model: BaseVAE) -> str:
-    """The registry name of ``model`` (what a checkpoint records)."""
-    for name, cls in MODELS.items():
-        if type(model) is cls:
-            return name
-    raise ParameterError(f"{type(model).__name__} is not a registered model")
+    """The registry name of ``model``'s network (what a checkpoint records)."""
+    try:
+        return NETWORKS_BY_CLASS[type(model)]
+    except KeyError:
+        raise ParameterError(f"{type(model).__name__} is not a registered model") from None

@@ -1,0 +1,1 @@
+"""musiclust benchmark: ``python -m musiclust bench`` (see :mod:`bench.run`)."""

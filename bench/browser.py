@@ -1,0 +1,120 @@
+"""Streamlit servers and headless Chromium for the app-start and map figures.
+
+A server is ``streamlit run <script>`` headless on a free port (the repository's ``.streamlit/config.toml``
+applies, as for users); "healthy" is ``/_stcore/health`` answering 200; a page is "rendered" when its
+expected element is there and the app is idle: ``[data-testid='stApp'][data-test-script-state='notRunning']
+[data-test-connection-state='CONNECTED']`` with no stale element left.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+from bench.common import REPO, free_port, python_env
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning'][data-test-connection-state='CONNECTED']"
+
+
+def browser_problem() -> Optional[str]:
+    """Why the browser figures cannot run here, or None."""
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        return "playwright is not installed"
+    if not Path(CHROMIUM).exists():
+        return f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+    return None
+
+
+@contextmanager
+def chromium(extra_flags: tuple = ()) -> Iterator:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS + list(extra_flags), headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+class Server:
+    """``streamlit run script`` on a free port; ``started`` is the monotonic time of the launch."""
+
+    def __init__(self, script: Path, env: Optional[dict] = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = [
+            sys.executable, "-m", "streamlit", "run", str(script),
+            "--server.headless", "true", "--server.port", str(self.port), "--server.address", "127.0.0.1",
+            "--browser.gatherUsageStats", "false",
+        ]
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            cmd, cwd=REPO, env=python_env(single_thread=False, extra=env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, start_new_session=True,
+        )
+
+    def wait_healthy(self, timeout: float = 120.0) -> float:
+        """Seconds from launch until the health endpoint answers."""
+        deadline = self.started + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited ({self.proc.returncode}): {self.output()[-2000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "/_stcore/health", timeout=1) as r:
+                    if r.status == 200:
+                        return time.monotonic() - self.started
+            except OSError:
+                pass
+            time.sleep(0.01)
+        raise RuntimeError(f"streamlit did not answer /_stcore/health within {timeout:.0f} s")
+
+    def output(self) -> str:
+        if self.proc.poll() is None:
+            return ""
+        return self.proc.stdout.read() if self.proc.stdout else ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # the session this server leads (streamlit and nothing else)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+
+@contextmanager
+def server(script: Path, env: Optional[dict] = None) -> Iterator[Server]:
+    s = Server(script, env)
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def wait_rendered(page, expected: str, timeout_ms: int = 120_000) -> None:
+    """The expected element, then the app idle with nothing stale (the state can read idle before a rerun starts)."""
+    page.wait_for_selector(expected, state="attached", timeout=timeout_ms)
+    page.wait_for_selector(IDLE, state="attached", timeout=timeout_ms)
+    page.wait_for_function("() => !document.querySelector(\"[data-stale='true']\")", timeout=timeout_ms)
+
+
+def page_errors(page) -> int:
+    return page.locator("[data-testid='stException']").count()

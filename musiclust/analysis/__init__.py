@@ -1,0 +1,1 @@
+"""Clustering, label-free and label scores, baselines, and the evaluation across seeds."""

@@ -1,0 +1,44 @@
+"""Baselines scored on the same tracks, split and seeds as the VAEs, so their numbers mean something.
+
+Each baseline yields a track embedding (or, for ``random``, labels alone); clustering and scoring
+then run exactly as for the models (see :mod:`musiclust.analysis.evaluation`).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+from sklearn.decomposition import PCA
+
+from musiclust.store.table import MelNormalizer, TrackTable, track_segments
+
+BASELINES = ("random", "pca_kmeans", "mfcc_kmeans", "tfidf_kmeans")
+
+
+def random_labels(n: int, k: int, seed: int) -> np.ndarray:
+    """Uniformly random cluster labels: the floor every score must clear."""
+    return np.random.default_rng(seed).integers(0, k, size=n)
+
+
+def pca_embedding(
+    table: TrackTable, normalizer: MelNormalizer, train_rows: np.ndarray, dim: int, seed: int, segments: Optional[list] = None
+) -> np.ndarray:
+    """PCA (``dim`` components, the VAEs' latent size) of the same flattened, standardised segments the
+    BasicVAE sees, fitted on the training tracks; a track is the mean of its segments' projections.
+
+    ``segments`` are those segments when the caller has them already (``Prepared.segments``): rebuilding
+    them, plus PCA's own centred copy, added ~700 MB to a retrain's peak memory for the default set."""
+    frames = table.config.segment_frames
+    if segments is None:
+        segments = [track_segments(m, normalizer, frames) for m in table.mels]
+    per_track = [s.reshape(-1, table.config.n_mels * frames) for s in segments]
+    fit_on = np.concatenate([per_track[i] for i in train_rows])  # (S, n_mels * frames), a copy PCA may centre in place
+    pca = PCA(n_components=min(dim, *fit_on.shape), svd_solver="randomized", random_state=seed, copy=False).fit(fit_on)
+    del fit_on
+    return np.stack([pca.transform(s).mean(axis=0) for s in per_track]).astype(np.float32)  # (N, dim)
+
+
+def mfcc_embedding(table: TrackTable) -> np.ndarray:
+    """Mean and std of MFCCs and deltas per track: the classic timbre summary."""
+    return table.mfcc_stats

@@ -1,0 +1,112 @@
+"""Every model beside its baselines, on the same tracks, splits and seeds: mean ± std tables.
+
+A model conditioned on the group label is scored against that same label only with
+``conditioned_on_label = True`` in its row, so no table presents it as a fair comparison.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Optional
+
+import numpy as np
+import pandas as pd
+
+from musiclust.analysis.baselines import BASELINES, mfcc_embedding, pca_embedding, random_labels
+from musiclust.analysis.clustering import Standardizer, cluster
+from musiclust.store.table import TrackTable
+from musiclust.errors import DataError, ParameterError
+from musiclust.analysis.metrics import score_partition, summarize
+from musiclust.pipeline import MODEL_NAMES, Prepared, Settings, prepare, train_model
+
+ALL_NAMES = BASELINES + MODEL_NAMES
+CONDITIONED = {"beta_cvae"}
+
+
+def baseline_scores(name: str, prep: Prepared) -> dict:
+    """Scores of one baseline for the preparation's seed (NaN row when it does not apply)."""
+    table, s = prep.table, prep.settings
+    if name == "random":
+        space = Standardizer.fit(mfcc_embedding(table))(mfcc_embedding(table))
+        labels = random_labels(len(table), prep.k, s.seed)
+        return score_partition(space, labels, table.groups)
+    if name == "pca_kmeans":
+        raw = pca_embedding(table, prep.normalizer, prep.train_rows, s.latent_dim, s.seed, segments=prep.segments)
+    elif name == "mfcc_kmeans":
+        raw = mfcc_embedding(table)
+    elif name == "tfidf_kmeans":
+        rows = np.flatnonzero(prep.has_lyrics)
+        groups = [table.groups[i] for i in rows]
+        if len(rows) <= prep.k:
+            return {"n_tracks": int(len(rows))}
+        space = prep.lyrics[rows].toarray()  # L2-normalised TF-IDF: Euclidean k-means is spherical k-means here
+        labels, _ = cluster(space, prep.k, "kmeans", s.seed)
+        return {**score_partition(space, labels, groups), "n_tracks": int(len(rows))}
+    else:
+        raise ParameterError(f"unknown baseline {name!r}")
+    space = Standardizer.fit(raw)(raw)
+    labels, _ = cluster(space, prep.k, s.cluster_method, s.seed)
+    return score_partition(space, labels, table.groups)
+
+
+def evaluate(
+    table: TrackTable,
+    names: list[str],
+    settings: Settings,
+    seeds: int = 3,
+    progress: Optional[Callable[[str], None]] = None,
+) -> tuple[pd.DataFrame, list[dict]]:
+    """Train and score every name for seeds ``settings.seed .. settings.seed + seeds - 1``.
+
+    Returns the summary (one row per name: mean, ``*_std``, ``conditioned_on_label``) and the raw rows.
+    """
+    unknown = [n for n in names if n not in ALL_NAMES]
+    if unknown:
+        raise ParameterError(f"unknown model names {unknown}; choose from {', '.join(ALL_NAMES)}")
+    if seeds < 1:
+        raise ParameterError("seeds must be at least 1")
+    if not any(table.groups):
+        raise DataError("evaluation needs tracks with known groups (sub-folders or a 'genre' column)")
+    rows = []
+    for offset in range(seeds):
+        seed_settings = Settings(**{**settings.__dict__, "seed": settings.seed + offset})
+        prep = prepare(table, seed_settings)
+        trained = {}
+        for name in names:
+            if progress is not None:
+                progress(f"seed {seed_settings.seed}: {name}")
+            started = time.perf_counter()
+            if name in BASELINES:
+                scores = baseline_scores(name, prep)
+                extra = {}
+            else:
+                try:
+                    bundle = train_model(name, prep, reuse=trained.get("conv_vae"))
+                except DataError as exc:
+                    rows.append({"model": name, "seed": seed_settings.seed, "note": str(exc)})
+                    continue
+                trained[name] = bundle
+                scores = bundle.meta["metrics"]
+                extra = {"reconstruction_mse_db": bundle.meta["reconstruction_mse_db"]}
+            rows.append(
+                {
+                    "model": name,
+                    "seed": seed_settings.seed,
+                    **scores,
+                    **extra,
+                    "conditioned_on_label": name in CONDITIONED,
+                    "seconds": time.perf_counter() - started,
+                }
+            )
+    table_out = summarize([r for r in rows if "silhouette" in r or "nmi" in r]) if rows else pd.DataFrame()
+    table_out["conditioned_on_label"] = table_out["model"].isin(CONDITIONED)
+    return table_out, rows
+
+
+def to_records(summary: pd.DataFrame) -> list[dict]:
+    """JSON-ready rows (NaN -> None) in the CLI's contract order."""
+    records = []
+    for row in summary.to_dict(orient="records"):
+        records.append({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()})
+    return records

@@ -1,1 +1,0 @@
-"""musiclust benchmark: ``python -m musiclust bench`` (see :mod:`musiclust.bench.run`)."""

@@ -1,0 +1,32 @@
+"""Every default location in one place, so the CLI, the app, the benchmark and the tests agree.
+
+The app and the CLI take overrides from the environment (``MUSICLUST_CHECKPOINTS``, ``MUSICLUST_JOBS``);
+a function reads the environment at call time, so a test or a person can point a running process
+elsewhere without editing code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = REPO_ROOT / "data"
+DEFAULT_MANIFEST = DATA_DIR / "manifest.csv"  # the default set's committed selection rule output
+DEFAULT_AUDIO_ROOT = DATA_DIR / "default"  # rendered default-set clips, one folder per variant
+CACHE_DIR = DATA_DIR / "cache"
+FEATURE_CACHE = CACHE_DIR / "features"  # per-file feature cache (musiclust.features.mel.FeatureStore)
+FEATURE_STORE = CACHE_DIR / "feature-store"  # sharded store written by `python -m musiclust features`
+CORPUS_EVENT_CACHE = CACHE_DIR / "corpus_events"
+CHECKPOINTS = REPO_ROOT / "checkpoints"
+JOBS_DIR = DATA_DIR / "jobs"
+
+
+def checkpoints_root() -> Path:
+    """The checkpoints root in force: ``MUSICLUST_CHECKPOINTS`` or ``checkpoints/``."""
+    return Path(os.environ.get("MUSICLUST_CHECKPOINTS") or CHECKPOINTS).resolve()
+
+
+def jobs_dir() -> Path:
+    """Where background retrain jobs keep their status: ``MUSICLUST_JOBS`` or ``data/jobs/``."""
+    return Path(os.environ.get("MUSICLUST_JOBS") or JOBS_DIR).resolve()

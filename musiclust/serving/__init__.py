@@ -1,0 +1,1 @@
+"""A trained model as a bundle, its atomic checkpoints, and background retrain jobs."""
