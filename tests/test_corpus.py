@@ -12,6 +12,9 @@ import pytest
 import soundfile
 
 from musiclust.data import corpus
+from musiclust.data.corpus import manifest as corpus_manifest
+from musiclust.data.corpus import render as corpus_render
+from musiclust.data.corpus import scores as corpus_scores
 from musiclust.errors import AudioError, DataError, ParameterError
 
 SR = corpus.SAMPLE_RATE
@@ -94,7 +97,7 @@ def test_rule_reproduces_committed_rows(group, by_id):
     for row in fresh:
         committed = by_id[row["id"]]
         assert {k: committed[k] for k in corpus.MANIFEST_COLUMNS} == {
-            **{k: corpus._format_cell(row[k]) for k in corpus.MANIFEST_COLUMNS},
+            **{k: corpus_manifest._format_cell(row[k]) for k in corpus.MANIFEST_COLUMNS},
             "number": row["number"],
             "offset_s": row["offset_s"],
             "duration_s": row["duration_s"],
@@ -152,7 +155,7 @@ def test_full_row_reproduces_recorded_duration(tmp_path, by_id, sf2):
 
 def test_short_piece_is_played_twice(by_id):
     row = by_id["fiddle_tune-OldBachelorsReel"]  # a 15.5 s reel
-    length = corpus._read_score(corpus._load_score(row["corpus_path"], row["number"]))[1]
+    length = corpus_scores._read_score(corpus_scores._load_score(row["corpus_path"], row["number"]))[1]
     assert corpus.MIN_PIECE_SECONDS <= length < corpus.CLIP_SECONDS
     (events,) = corpus.clip_events(row)
     first_pass = [e for e in events if e[1] < length - 1e-6]
@@ -179,7 +182,7 @@ def test_size_cap_refuses_and_the_child_cannot_exceed_it(tmp_path, by_id, sf2):
     # The in-process cap (RLIMIT_FSIZE) holds even if the up-front check were wrong.
     tmp = tmp_path / "raw.wav"
     with pytest.raises(AudioError, match="size cap"):
-        corpus._run_isolated(corpus._ClipJob(corpus._typed_row(row), "piano", sf2, tmp, 20_000, None), 60.0)
+        corpus_render._run_isolated(corpus_render._ClipJob(corpus_manifest._typed_row(row), "piano", sf2, tmp, 20_000, None), 60.0)
     assert not tmp.exists() or tmp.stat().st_size <= 20_000
 
 
@@ -191,7 +194,7 @@ def test_bad_inputs_are_refused(tmp_path, by_id, sf2, monkeypatch):
         corpus.render_clip({**row, "duration_s": 31}, "piano", sf2, tmp_path / "x.wav")
     with pytest.raises(AudioError, match="cannot parse|not found"):
         corpus.render_clip({**row, "corpus_path": "bach/no_such_file.mxl"}, "piano", sf2, tmp_path / "x.wav")
-    monkeypatch.setattr(corpus, "SOUNDFONT_CANDIDATES", (tmp_path / "none.sf2",))
+    monkeypatch.setattr(corpus_render, "SOUNDFONT_CANDIDATES", (tmp_path / "none.sf2",))
     with pytest.raises(DataError, match="fluid-soundfont-gm"):
         corpus.find_soundfont()
 
