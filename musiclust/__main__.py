@@ -1,4 +1,4 @@
-"""Command line: ``python -m musiclust {data,features,train,evaluate,predict,bench}``.
+"""Command line: ``python -m musiclust {data,features,train,evaluate,report,predict,bench}``.
 
 Bad input to any command exits with status 2 and one line ``error: …`` on stderr, no traceback.
 """
@@ -206,10 +206,12 @@ def cmd_evaluate(args) -> int:
 
     names = _names(args.models, ALL_NAMES)
     table = _table(args.data, _jobs(args.jobs), args.features)
+    started, load_at_start = time.perf_counter(), (os.getloadavg() if hasattr(os, "getloadavg") else None)
     summary, rows = evaluate(table, names, _settings(args), seeds=args.seeds, progress=lambda m: print(m, file=sys.stderr))
     records = to_records(summary)
     if args.save:
         ckpt.save_report(Path(args.checkpoints) / dataset_slug(args.data), "evaluation", {"seeds": args.seeds, "settings": _settings(args).__dict__, "rows": rows})
+        _save_results(args, table, rows, time.perf_counter() - started, load_at_start)
     if args.format == "json":
         print(json.dumps(records, indent=1))
     elif args.format == "csv":
@@ -223,6 +225,48 @@ def cmd_evaluate(args) -> int:
             cells = "".join(f"{format_mean_std(r.get(m) if r.get(m) is not None else float('nan'), r.get(m + '_std') or 0.0):>22s}" for m in METRICS)
             print(f"{r['model']:16s}{cells}  {'yes (scored against its own label)' if r['conditioned_on_label'] else ''}")
     return 0
+
+
+def _evaluate_command(args) -> str:
+    """The command line that reproduces this evaluation (every option that changes a score)."""
+    parts = ["python -m musiclust evaluate", f"--data {args.data}", f"--models {args.models}", f"--seeds {args.seeds}",
+             f"--seed {args.seed}", f"--latent-dim {args.latent_dim}", f"--beta {args.beta:g}"]
+    parts += [f"--{flag} {value}" for flag, value in (("epochs", args.epochs), ("k", args.k), ("features", args.features)) if value is not None]
+    return " ".join(parts + ["--save"])
+
+
+def _save_results(args, table, rows: list[dict], seconds: float, load_at_start) -> None:
+    """``evaluate --save``: the run's results file (commit, machine, data, seeds, k, mean ± std) under
+    ``--results-dir`` (docs/results/), from which ``report`` renders the docs' tables."""
+    from musiclust.analysis.results import DataSummary, build_record, results_name, save_results
+
+    settings = _settings(args)
+    record = build_record(
+        rows,
+        name=args.results_name or results_name(args.data),
+        data=DataSummary.of_table(args.data, table, table_fingerprint(table)),
+        seeds=range(settings.seed, settings.seed + args.seeds),
+        k=settings.k or len(table.label_names()),  # as prepare() picks it
+        settings=settings.__dict__,
+        command=_evaluate_command(args),
+        seconds=seconds,
+        load_at_start=load_at_start,
+    )
+    path = save_results(record, Path(args.results_dir))
+    print(f"results -> {path} (render the docs' tables with: python -m musiclust report)", file=sys.stderr)
+
+
+def cmd_report(args) -> int:
+    """Render the results tables marked in README.md and docs/ from the results files."""
+    from musiclust.analysis.report import default_documents, update_documents
+
+    documents = [Path(p) for p in args.files] or default_documents()
+    changed = update_documents(documents, Path(args.results_dir), check=args.check)
+    for path in changed:
+        print(f"{'stale' if args.check else 'updated'}: {path}", file=sys.stderr)
+    if not changed:
+        print(f"{len(documents)} document(s) up to date", file=sys.stderr)
+    return 1 if args.check and changed else 0
 
 
 def cmd_predict(args) -> int:
@@ -318,8 +362,16 @@ def build_parser() -> argparse.ArgumentParser:
     common(ev, "all")
     ev.add_argument("--seeds", type=int, default=3)
     ev.add_argument("--format", choices=("table", "json", "csv"), default="table")
-    ev.add_argument("--save", action="store_true", help="store the table for the app's metrics page")
+    ev.add_argument("--save", action="store_true", help="store the table for the app's metrics page and write a results file")
+    ev.add_argument("--results-dir", default=str(paths.RESULTS_DIR), help="where --save writes the results file (default docs/results)")
+    ev.add_argument("--results-name", help="the results file's name (default: natural, piano, or the collection's folder name)")
     ev.set_defaults(func=cmd_evaluate)
+
+    rep = sub.add_parser("report", help="render the results tables in README.md and docs/ from the results files")
+    rep.add_argument("files", nargs="*", help="markdown files (default: README.md and every .md under docs/)")
+    rep.add_argument("--results-dir", default=str(paths.RESULTS_DIR), help="the results files (default docs/results)")
+    rep.add_argument("--check", action="store_true", help="write nothing; exit 1 when a table is stale")
+    rep.set_defaults(func=cmd_report)
 
     pr = sub.add_parser("predict", help="cluster, map position and neighbours of an audio file")
     pr.add_argument("file")

@@ -20,6 +20,7 @@ FEATURE_STORE = CACHE_DIR / "feature-store"  # sharded store written by `python 
 CORPUS_EVENT_CACHE = CACHE_DIR / "corpus_events"
 CHECKPOINTS = REPO_ROOT / "checkpoints"
 JOBS_DIR = DATA_DIR / "jobs"
+RESULTS_DIR = REPO_ROOT / "docs" / "results"  # results files of `evaluate --save` (committed; tables render from them)
 
 
 def checkpoints_root() -> Path:
