@@ -205,13 +205,14 @@ def cmd_evaluate(args) -> int:
     from musiclust.service import dataset_slug
 
     names = _names(args.models, ALL_NAMES)
+    results_name = _results_name(args) if args.save else None  # a bad name fails before minutes of training
     table = _table(args.data, _jobs(args.jobs), args.features)
     started, load_at_start = time.perf_counter(), (os.getloadavg() if hasattr(os, "getloadavg") else None)
     summary, rows = evaluate(table, names, _settings(args), seeds=args.seeds, progress=lambda m: print(m, file=sys.stderr))
     records = to_records(summary)
     if args.save:
         ckpt.save_report(Path(args.checkpoints) / dataset_slug(args.data), "evaluation", {"seeds": args.seeds, "settings": _settings(args).__dict__, "rows": rows})
-        _save_results(args, table, rows, time.perf_counter() - started, load_at_start)
+        _save_results(args, results_name, table, rows, time.perf_counter() - started, load_at_start)
     if args.format == "json":
         print(json.dumps(records, indent=1))
     elif args.format == "csv":
@@ -235,15 +236,21 @@ def _evaluate_command(args) -> str:
     return " ".join(parts + ["--save"])
 
 
-def _save_results(args, table, rows: list[dict], seconds: float, load_at_start) -> None:
+def _results_name(args) -> str:
+    from musiclust.analysis.results import check_name, results_name
+
+    return check_name(args.results_name or results_name(args.data), "--results-name")
+
+
+def _save_results(args, name: str, table, rows: list[dict], seconds: float, load_at_start) -> None:
     """``evaluate --save``: the run's results file (commit, machine, data, seeds, k, mean ± std) under
     ``--results-dir`` (docs/results/), from which ``report`` renders the docs' tables."""
-    from musiclust.analysis.results import DataSummary, build_record, results_name, save_results
+    from musiclust.analysis.results import DataSummary, build_record, save_results
 
     settings = _settings(args)
     record = build_record(
         rows,
-        name=args.results_name or results_name(args.data),
+        name=name,
         data=DataSummary.of_table(args.data, table, table_fingerprint(table)),
         seeds=range(settings.seed, settings.seed + args.seeds),
         k=settings.k or len(table.label_names()),  # as prepare() picks it

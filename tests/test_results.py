@@ -185,3 +185,8 @@ def test_evaluate_save_writes_a_results_file(real_music_folder, tmp_path):
             assert row["metrics"][metric]["mean"] == pytest.approx(printed[row["model"]][metric], abs=1e-12)
             assert row["metrics"][metric]["std"] == pytest.approx(printed[row["model"]][metric + "_std"], abs=1e-12)
     assert "| mfcc_kmeans |" in render_table(saved)
+
+
+def test_a_bad_results_name_is_refused_before_any_work(capsys):
+    assert main(["evaluate", "--save", "--results-name", "../elsewhere", "--data", "/no/such/folder"]) == 2
+    assert "--results-name: a results name must be" in capsys.readouterr().err  # not "music folder not found"

@@ -239,15 +239,20 @@ def save_results(record: dict, directory: Path = paths.RESULTS_DIR) -> Path:
     return path
 
 
+def check_name(name, where: str = "results name") -> str:
+    """``name`` if it can name a results file and a marker (letters, digits, '.', '_', '-'; not '.' or '..')."""
+    if not isinstance(name, str) or not name.strip(".") or not all(c.isalnum() or c in "._-" for c in name):
+        raise DataError(f"{where}: a results name must be letters, digits, '.', '_' or '-', got {name!r}")
+    return name
+
+
 def check_record(record, where: str) -> dict:
     """``record`` if it has what a table needs; a :class:`DataError` naming ``where`` and the fault if not."""
     if not isinstance(record, dict):
         raise DataError(f"{where}: a results file must hold a JSON object")
     if record.get("format") != FORMAT:
         raise DataError(f"{where}: unknown results format {record.get('format')!r} (this code reads {FORMAT})")
-    name = record.get("name")
-    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "._-" for c in name):
-        raise DataError(f"{where}: 'name' must be letters, digits, '.', '_' or '-', got {name!r}")
+    check_name(record.get("name"), where)
     for key in ("source", "date", "command"):
         if not isinstance(record.get(key), str):
             raise DataError(f"{where}: '{key}' must be text")
@@ -268,10 +273,10 @@ def check_record(record, where: str) -> dict:
 def load_results(name: str, directory: Path = paths.RESULTS_DIR) -> dict:
     """The results file ``<directory>/<name>.json``, checked."""
     path = Path(directory) / f"{name}.json"
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"no results file {path} (run `python -m musiclust evaluate --save` for that data set)") from None
+    if not path.is_file():
+        raise DataError(f"no results file {path} (run `python -m musiclust evaluate --save` for that data set)")
+    try:  # a file cut short or edited by hand says where it broke (json's line and column)
+        record = json.loads(path.read_bytes().decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"cannot read {path}: {exc}") from None
     check_record(record, str(path))
