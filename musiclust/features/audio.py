@@ -31,8 +31,8 @@ import soxr
 from musiclust.config import FeatureConfig
 from musiclust.errors import AudioError, ParameterError
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3")  # what libsndfile 1.2 decodes (Opus: Ogg Opus)
-SUPPORTED_FORMATS = "WAV, FLAC, OGG (Vorbis, Opus), MP3"
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff")  # what libsndfile 1.2 decodes
+SUPPORTED_FORMATS = "WAV, FLAC, OGG (Vorbis, Opus), MP3, AIFF"
 # libsndfile has no AAC/ALAC decoder and no packaged Python decoder here reads MPEG-4 audio (audioread
 # would need ffmpeg or GStreamer, which are not dependencies): refused with what to do instead.
 MPEG4_REFUSAL = (
