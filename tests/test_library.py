@@ -291,3 +291,30 @@ def test_predict_on_text_named_mp3_prints_only_its_error_line(one_model, real_mu
     lines = proc.stderr.splitlines()
     assert len(lines) == 1, proc.stderr  # libmpg123's "Note: Illegal Audio-MPEG-Header" no longer leaks
     assert lines[0].startswith("error: notaudio.mp3 is not audio") and "Illegal Audio-MPEG-Header" in lines[0]
+
+
+def test_decoder_messages_are_captured_per_call_from_many_threads(tmp_path, real_clip_paths):
+    """The app decodes in several threads: each failure keeps its own decoder notes, good files still
+    decode, and file descriptor 2 is the same file afterwards."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from musiclust.errors import AudioError
+    from musiclust.features.audio import load_audio
+
+    good = write_track(real_clip_paths[0], tmp_path / "good.mp3")
+    bad = tmp_path / "bad.mp3"
+    bad.write_text("plain text, not an MPEG stream\n" * 3)
+    before = os.fstat(2)
+
+    def decode(path: Path) -> str:
+        try:
+            return f"ok {len(load_audio(path))}"
+        except AudioError as exc:
+            return str(exc)
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        outcomes = list(pool.map(decode, [good, bad] * 12))
+    after = os.fstat(2)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
+    assert all(o.startswith("ok ") for o in outcomes[0::2])
+    assert all(o.startswith("bad.mp3 is not audio") and "Illegal Audio-MPEG-Header" in o for o in outcomes[1::2])

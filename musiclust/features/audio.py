@@ -47,11 +47,15 @@ MAX_CHANNELS = 64  # more is no music file people have; refused from the header
 MAX_ABS_SAMPLE = 1e3  # float audio 60 dB beyond full scale is garbage (and would overflow the spectrum)
 READ_BLOCK_SAMPLES = 1 << 21  # samples (frames x channels) decoded at once: ~8 MB whatever the channel count
 READ_BLOCK_FRAMES = 1 << 16  # frames per read: a decode error mid-file loses at most this much
-MAX_DECODER_NOTE_CHARS = 300  # what a decoder said, as much as a reason can hold
+MAX_DECODER_NOTE_CHARS = 160  # what a decoder said, kept short: the whole message stays one readable line
 
 # fd 2 belongs to the whole process: one redirection at a time, or two decodes in the app's threads
 # would restore each other's descriptors in the wrong order.
 _STDERR_LOCK = threading.Lock()
+
+
+# "[src/libmpg123/parse.c:do_readahead():1083] warning: " or "Note: ": where and how loud, not what
+_DECODER_PREFIX = re.compile(r"^\s*(?:\[[^\]]*\]\s*)?(?:(?:note|warning|error)\s*:\s*)?", re.IGNORECASE)
 
 
 class DecoderNotes:
@@ -61,7 +65,7 @@ class DecoderNotes:
 
     def reason(self) -> str:
         """The notes as one clause: ``"Illegal Audio-MPEG-Header 0x00000000 at offset 15; ..."``."""
-        lines = [re.sub(r"^(?:Note|Warning|Error)\s*:\s*", "", line).strip() for line in self.text.splitlines()]
+        lines = [_DECODER_PREFIX.sub("", line).strip() for line in self.text.splitlines()]
         unique = list(dict.fromkeys(line.rstrip(".") for line in lines if line))
         joined = "; ".join(unique)
         return joined if len(joined) <= MAX_DECODER_NOTE_CHARS else joined[: MAX_DECODER_NOTE_CHARS - 1] + "…"
