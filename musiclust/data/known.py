@@ -3,24 +3,21 @@
 The sidebar offers the folders and CSVs that have models (so a library trained yesterday is one click
 away) and starts on the last one chosen. Both are read from what is already on disk: each checkpoint's
 ``manifest.json`` records the ``data`` spec it was trained on, and the last choice is a small JSON file
-in the jobs/state folder, replaced atomically so a crash never leaves half of it.
+(``last-library.json``) in the jobs/state folder, replaced atomically so a crash never leaves half of it.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
 from musiclust.data.collection import GROUP_SOURCES
 from musiclust.paths import checkpoints_root, jobs_dir
-from musiclust.serving.checkpoint import MANIFEST, available
-from musiclust.store.durable import fsync_dir
+from musiclust.serving.checkpoint import MANIFEST, available, load_report, save_report
 
-LAST_LIBRARY_FILE = "last-library.json"
+LAST_LIBRARY = "last-library"  # <state dir>/last-library.json
 
 
 @dataclass(frozen=True)
@@ -87,22 +84,9 @@ def known_libraries(root: Optional[Path] = None) -> list[KnownLibrary]:
 
 
 def remember_library(choice: LibraryChoice, state_dir: Optional[Path] = None) -> Path:
-    """Record ``choice`` as the last library chosen, atomically (temp file, fsync, rename)."""
-    state_dir = Path(state_dir) if state_dir is not None else jobs_dir()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / LAST_LIBRARY_FILE
-    fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".last-library.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(asdict(choice), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(state_dir)
-    return path
+    """Record ``choice`` as the last library chosen, atomically (the checkpoints' JSON report writer:
+    temp file, fsync, rename), in ``state_dir`` (default: the jobs folder in force)."""
+    return save_report(Path(state_dir) if state_dir is not None else jobs_dir(), LAST_LIBRARY, asdict(choice))
 
 
 def last_library(state_dir: Optional[Path] = None) -> Optional[LibraryChoice]:
@@ -110,11 +94,7 @@ def last_library(state_dir: Optional[Path] = None) -> Optional[LibraryChoice]:
 
     The caller still checks the spec against the library roots: they may have changed since.
     """
-    path = (Path(state_dir) if state_dir is not None else jobs_dir()) / LAST_LIBRARY_FILE
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    raw = load_report(Path(state_dir) if state_dir is not None else jobs_dir(), LAST_LIBRARY)
     if not isinstance(raw, dict) or not isinstance(raw.get("data"), str) or not raw["data"]:
         return None
     groups = raw.get("groups", "auto")
@@ -122,4 +102,3 @@ def last_library(state_dir: Optional[Path] = None) -> Optional[LibraryChoice]:
     if groups not in GROUP_SOURCES or not (column is None or isinstance(column, str)):
         return None
     return LibraryChoice(raw["data"], groups, column)
-
