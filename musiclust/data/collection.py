@@ -97,21 +97,21 @@ def _clean_optional(text: Optional[str]) -> Optional[str]:
 
 
 def track_id(relative: Path, taken: set[str]) -> str:
-    """A readable, stable id from a relative path (``Artist-Album-01_Title``), unique within ``taken``.
+    """A readable id from a relative path (``Artist-Album-01_Title``), unique within ``taken``.
 
-    The id depends only on the path, so a rescan gives a track the id it had. When the readable form is
-    too long or already taken (``song.mp3`` beside ``song.flac``), a hash of the full relative path is
-    appended, which keeps it unique without depending on the order files are found in.
+    Files are taken in sorted path order, so a rescan gives every track the id it had; an id changes
+    only when a new file comes to claim the same readable form first. Then (``song.flac`` sorting before
+    ``song.mp3``), or when the readable form is too long, the later file gets a hash of its full
+    relative path appended, which keeps ids unique without numbering files by the order they were found.
     """
     text = relative.with_suffix("").as_posix().replace("/", "-")
     base = "".join(c if c.isalnum() or c in "-_" else "_" for c in text) or "track"
-    candidate = base
     if len(base) > MAX_ID_CHARS or base in taken:
-        candidate = f"{base[: MAX_ID_CHARS - 9]}-{hashlib.sha256(relative.as_posix().encode()).hexdigest()[:8]}"
-    n = 1
+        base = f"{base[: MAX_ID_CHARS - 9]}-{hashlib.sha256(relative.as_posix().encode()).hexdigest()[:8]}"
+    candidate, n = base, 1
     while candidate in taken:  # only for a hash collision, or a path that looks like another's hashed id
         n += 1
-        candidate = f"{candidate}-{n}"
+        candidate = f"{base}-{n}"
     taken.add(candidate)
     return candidate
 

@@ -50,9 +50,10 @@ READ_BLOCK_FRAMES = 1 << 16  # frames per read: a decode error mid-file loses at
 MAX_DECODER_NOTE_CHARS = 160  # what a decoder said, kept short: the whole message stays one readable line
 
 # fd 2 belongs to the whole process: one redirection at a time, or two decodes in the app's threads
-# would restore each other's descriptors in the wrong order.
+# would restore each other's descriptors in the wrong order. A fork (a process pool's worker) waits for
+# the redirection in progress to end, so no child starts with fd 2 pointing at a capture file.
 _STDERR_LOCK = threading.Lock()
-
+os.register_at_fork(before=_STDERR_LOCK.acquire, after_in_parent=_STDERR_LOCK.release, after_in_child=_STDERR_LOCK.release)
 
 # "[src/libmpg123/parse.c:do_readahead():1083] warning: " or "Note: ": where and how loud, not what
 _DECODER_PREFIX = re.compile(r"^\s*(?:\[[^\]]*\]\s*)?(?:(?:note|warning|error)\s*:\s*)?", re.IGNORECASE)
