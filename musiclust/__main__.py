@@ -38,11 +38,21 @@ def cmd_data(args) -> int:
     return 0
 
 
-def _table(spec: str, jobs: int, store: Optional[str] = None):
+def _table(args):
+    """The featurized collection of ``--data``, grouped as ``--groups`` says.
+
+    The command line trusts its user (a person at a shell can read these files anyway), so it reads
+    any path; a run the app started (``--status-file``) reads only under the library roots, as the app does.
+    """
     from musiclust.data.collection import load_collection
+    from musiclust.data.roots import library_roots
     from musiclust.store.table import featurize
 
-    collection = load_collection(spec)
+    spec, jobs, store = args.data, _jobs(args.jobs), args.features
+    roots = library_roots() if getattr(args, "status_file", None) else None
+    groups = "column" if args.group_column and args.groups == "auto" else args.groups
+    collection = load_collection(spec, groups=groups, column=args.group_column, roots=roots)
+    print(f"groups: {collection.group_source}" + (f" ({collection.group_reason})" if collection.group_reason else ""), file=sys.stderr)
     if store:  # features a `features` run (Dask) wrote; mels stay in the shards (musiclust.store.shards)
         from musiclust.store.shards import table_from_store
 
@@ -116,7 +126,7 @@ def cmd_train(args) -> int:
     try:
         if reporter:
             reporter.note("reading features")
-        table = _table(args.data, _jobs(args.jobs), args.features)
+        table = _table(args)
         settings = _settings(args)
         bar = _EpochBar() if reporter is None else None
         bundles = train_models(
@@ -206,7 +216,7 @@ def cmd_evaluate(args) -> int:
 
     names = _names(args.models, ALL_NAMES)
     results_name = _results_name(args) if args.save else None  # a bad name fails before minutes of training
-    table = _table(args.data, _jobs(args.jobs), args.features)
+    table = _table(args)
     started, load_at_start = time.perf_counter(), (os.getloadavg() if hasattr(os, "getloadavg") else None)
     summary, rows = evaluate(table, names, _settings(args), seeds=args.seeds, progress=lambda m: print(m, file=sys.stderr))
     records = to_records(summary)
@@ -326,7 +336,7 @@ def cmd_bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from musiclust.data.collection import DEFAULT_VARIANTS
+    from musiclust.data.collection import DEFAULT_VARIANTS, GROUP_SOURCES
 
     parser = _Parser(prog="musiclust", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -348,6 +358,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--jobs", type=int, help="feature worker processes (default: up to 2)")
         p.add_argument("--checkpoints", default=str(paths.CHECKPOINTS))
         p.add_argument("--features", metavar="STORE", help="read features from a sharded store written by `features` (no featurization)")
+        p.add_argument("--groups", choices=GROUP_SOURCES, default="auto",
+                       help="where groups come from: a folder's immediate sub-folders, the genre tag, a CSV column, or none "
+                            "(default auto: folders when >= 2 sub-folders hold audio directly, a CSV's genre column, else none)")
+        p.add_argument("--group-column", metavar="NAME", help="the CSV column that gives groups (implies --groups column; default: genre)")
 
     feats = sub.add_parser("features", help="featurize a collection into a sharded store on Dask (local cluster or --scheduler)")
     feats.add_argument("--data", default="default", help="default, default:piano, a music folder, or a CSV manifest")

@@ -6,7 +6,7 @@ import pytest
 
 from musiclust.data.collection import load_collection, load_csv, load_default, load_folder
 from musiclust.store.table import featurize
-from musiclust.errors import DataError
+from musiclust.errors import DataError, ParameterError
 
 
 @pytest.fixture
@@ -83,3 +83,51 @@ def test_default_set_needs_rendering(tmp_path):
         load_default("natural", audio_root=tmp_path)
     with pytest.raises(DataError, match="unknown default-set variant"):
         load_default("kazoo")
+
+
+def test_group_source_is_checked(music_folder, tmp_path):
+    with pytest.raises(ParameterError, match="unknown group source"):
+        load_collection(str(music_folder), groups="artist")
+    with pytest.raises(ParameterError, match="CSV manifest's column"):
+        load_folder(music_folder, groups="column")
+    with pytest.raises(ParameterError, match="manifest"):
+        load_default("natural", groups="tag")
+
+
+def test_csv_groups_from_a_chosen_column(tmp_path, real_clip_paths):
+    for i in range(3):
+        shutil.copy(real_clip_paths[i], tmp_path / f"c{i}.wav")
+    csv_path = tmp_path / "list.csv"
+    csv_path.write_text("path,genre,mood\nc0.wav,folk,calm\nc1.wav,folk,wild\nc2.wav,,calm\n")
+    auto = load_collection(str(csv_path))
+    assert auto.group_source == "column:genre" and [t.group for t in auto.tracks] == ["folk", "folk", None]
+    mood = load_collection(str(csv_path), groups="column", column="mood")
+    assert mood.group_source == "column:mood" and mood.groups == ["calm", "wild"]
+    assert load_collection(str(csv_path), groups="none").groups == []
+    with pytest.raises(DataError, match="no column 'tempo'.*path, genre, mood"):
+        load_collection(str(csv_path), groups="column", column="tempo")
+    plain = tmp_path / "plain.csv"
+    plain.write_text("path\nc0.wav\nc1.wav\n")
+    assert load_collection(str(plain)).group_source == "none"
+
+
+def test_default_set_without_groups_is_an_unlabelled_library(tmp_path, real_clip_paths):
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("id,title,composer,group,lyrics,piece_id\na,A,X,chorale,,p1\nb,B,Y,madrigal,,p2\n")
+    (tmp_path / "natural").mkdir()
+    for clip_id, src in zip("ab", real_clip_paths):
+        shutil.copy(src, tmp_path / "natural" / f"{clip_id}.wav")
+    labelled = load_default("natural", manifest=manifest, audio_root=tmp_path)
+    assert labelled.groups == ["chorale", "madrigal"] and labelled.group_source == "manifest"
+    bare = load_default("natural", manifest=manifest, audio_root=tmp_path, groups="none")
+    assert bare.groups == [] and bare.group_source == "none" and [t.piece for t in bare.tracks] == ["p1", "p2"]
+
+
+def test_same_stem_in_two_formats_gets_two_ids(music_folder, real_clip_paths):
+    import soundfile as sf
+
+    samples, rate = sf.read(real_clip_paths[0])
+    sf.write(music_folder / "choral" / "track0.flac", samples, rate)
+    coll = load_folder(music_folder)
+    ids = [t.id for t in coll.tracks if t.path.stem == "track0"]
+    assert len(ids) == 2 and len(set(ids)) == 2 and "choral-track0" in ids

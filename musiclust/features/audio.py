@@ -4,16 +4,25 @@ Validation happens by decoding, never by file extension: the header is read firs
 (:func:`soundfile.info`) so a file claiming hours of audio is refused before any sample is read,
 and the samples themselves are checked for NaN/Inf. Every failure is an :class:`AudioError`
 whose message a person understands.
+
+The C decoders behind libsndfile write their own notes to the process' stderr (libmpg123:
+"Note: Illegal Audio-MPEG-Header ..."), which would reach a CLI user as stray lines beside the one
+``error:`` line. Every libsndfile call here therefore runs inside :func:`decoder_messages`, which points
+file descriptor 2 at a temporary file for the call and turns what the decoder said into the error's reason.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
+import sys
+import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO, Iterator, Optional, Union
 
 import numpy as np
 import soundfile as sf
@@ -22,7 +31,14 @@ import soxr
 from musiclust.config import FeatureConfig
 from musiclust.errors import AudioError, ParameterError
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff")  # what libsndfile 1.2 decodes
+SUPPORTED_FORMATS = "WAV, FLAC, OGG (Vorbis, Opus), MP3, AIFF"
+# libsndfile has no AAC/ALAC decoder and no packaged Python decoder here reads MPEG-4 audio (audioread
+# would need ffmpeg or GStreamer, which are not dependencies): refused with what to do instead.
+MPEG4_REFUSAL = (
+    "MPEG-4 audio (M4A/AAC/ALAC) cannot be decoded here (libsndfile has no AAC decoder); "
+    "convert it to FLAC, OGG or MP3 first, e.g. ffmpeg -i track.m4a track.flac"
+)
 
 AudioSource = Union[str, os.PathLike, bytes, BinaryIO]
 
@@ -31,6 +47,63 @@ MAX_CHANNELS = 64  # more is no music file people have; refused from the header
 MAX_ABS_SAMPLE = 1e3  # float audio 60 dB beyond full scale is garbage (and would overflow the spectrum)
 READ_BLOCK_SAMPLES = 1 << 21  # samples (frames x channels) decoded at once: ~8 MB whatever the channel count
 READ_BLOCK_FRAMES = 1 << 16  # frames per read: a decode error mid-file loses at most this much
+MAX_DECODER_NOTE_CHARS = 160  # what a decoder said, kept short: the whole message stays one readable line
+
+# fd 2 belongs to the whole process: one redirection at a time, or two decodes in the app's threads
+# would restore each other's descriptors in the wrong order. A fork (a process pool's worker) waits for
+# the redirection in progress to end, so no child starts with fd 2 pointing at a capture file.
+_STDERR_LOCK = threading.Lock()
+os.register_at_fork(before=_STDERR_LOCK.acquire, after_in_parent=_STDERR_LOCK.release, after_in_child=_STDERR_LOCK.release)
+
+# "[src/libmpg123/parse.c:do_readahead():1083] warning: " or "Note: ": where and how loud, not what
+_DECODER_PREFIX = re.compile(r"^\s*(?:\[[^\]]*\]\s*)?(?:(?:note|warning|error)\s*:\s*)?", re.IGNORECASE)
+
+
+class DecoderNotes:
+    """What a C decoder wrote to stderr during one :func:`decoder_messages` block (``text`` after it)."""
+
+    text: str = ""
+
+    def reason(self) -> str:
+        """The notes as one clause: ``"Illegal Audio-MPEG-Header 0x00000000 at offset 15; ..."``."""
+        lines = [_DECODER_PREFIX.sub("", line).strip() for line in self.text.splitlines()]
+        unique = list(dict.fromkeys(line.rstrip(".") for line in lines if line))
+        joined = "; ".join(unique)
+        return joined if len(joined) <= MAX_DECODER_NOTE_CHARS else joined[: MAX_DECODER_NOTE_CHARS - 1] + "…"
+
+
+@contextlib.contextmanager
+def decoder_messages() -> Iterator[DecoderNotes]:
+    """Capture what C code writes to file descriptor 2 inside the block, instead of letting it reach the terminal.
+
+    A temporary file, not a pipe, holds it: a decoder that writes more than a pipe buffers (a long
+    damaged MP3 makes libmpg123 note every lost frame) cannot block. Anything else the process writes
+    to fd 2 during the (milliseconds-long) block is captured too; Python's own ``sys.stderr`` is
+    flushed before, so nothing written earlier is lost. Where fd 2 cannot be redirected (closed in a
+    daemon), the block runs uncaptured.
+    """
+    notes = DecoderNotes()
+    with _STDERR_LOCK:
+        try:
+            sys.stderr.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+        try:
+            saved = os.dup(2)
+        except OSError:
+            yield notes
+            return
+        try:
+            with tempfile.TemporaryFile() as sink:
+                os.dup2(sink.fileno(), 2)
+                try:
+                    yield notes
+                finally:
+                    os.dup2(saved, 2)
+                    sink.seek(0)
+                    notes.text = sink.read(64 * 1024).decode("utf-8", errors="replace")
+        finally:
+            os.close(saved)
 
 
 @dataclass(frozen=True)
@@ -75,22 +148,44 @@ def audio_info(source: AudioSource) -> AudioInfo:
         if path.stat().st_size == 0:
             raise AudioError(f"{name} is empty (0 bytes)")
     try:
-        info = sf.info(_as_file(source))
+        with decoder_messages() as notes:
+            info = sf.info(_as_file(source))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        if _is_mpeg4(source):
+            raise AudioError(f"{name}: {MPEG4_REFUSAL}") from None
         raise AudioError(
-            f"{name} is not audio that can be decoded (supported: WAV, FLAC, OGG, MP3): {_reason(exc)}"
+            f"{name} is not audio that can be decoded (supported: {SUPPORTED_FORMATS}): {_reason(exc, notes)}"
         ) from None
     if info.samplerate <= 0 or info.channels <= 0:
         raise AudioError(f"{name} has an invalid header ({info.samplerate} Hz, {info.channels} channels)")
     return AudioInfo(info.samplerate, info.channels, info.frames, info.format, info.subtype)
 
 
-def _reason(exc: Exception) -> str:
-    """libsndfile's message without the Python object repr it embeds."""
+def _is_mpeg4(source: AudioSource) -> bool:
+    """Whether the bytes start like an MPEG-4 file (an ``ftyp`` box), to say why it is refused."""
+    try:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            head = bytes(source[:12])
+        elif isinstance(source, (str, os.PathLike)):
+            with open(source, "rb") as handle:
+                head = handle.read(12)
+        else:
+            source.seek(0)
+            head = source.read(12)
+    except (OSError, AttributeError, TypeError, ValueError):
+        return False
+    return head[4:8] == b"ftyp"
+
+
+def _reason(exc: Exception, notes: Optional[DecoderNotes] = None) -> str:
+    """libsndfile's message without the Python object repr it embeds, and what the decoder said (if anything)."""
     text = re.sub(r"^Error opening .*?: ", "", str(exc)).strip()
     if text.startswith("File does not exist or is not a regular file"):  # libsndfile's words for unparseable bytes
-        return "format not recognised, or the data is damaged"
-    return text or type(exc).__name__
+        text = "format not recognised, or the data is damaged"
+    said = notes.reason() if notes is not None else ""
+    if said:
+        return f"{text} (the decoder says: {said})" if text else f"the decoder says: {said}"
+    return text or "format not recognised, or the data is damaged"
 
 
 def _excerpt_start(total_frames: int, want_frames: int) -> int:
@@ -141,7 +236,7 @@ def _read_mono(source: AudioSource, start: int, want: int, channels: int, name: 
     parts: list[np.ndarray] = []
     got = 0
     try:
-        with sf.SoundFile(_as_file(source)) as handle:
+        with decoder_messages() as notes, sf.SoundFile(_as_file(source)) as handle:
             if start:
                 handle.seek(start)
             while got < want:
@@ -152,7 +247,7 @@ def _read_mono(source: AudioSource, start: int, want: int, channels: int, name: 
                 got += len(chunk)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         if not parts and not tolerate:
-            raise AudioError(f"{name} could not be decoded: {_reason(exc)}") from None
+            raise AudioError(f"{name} could not be decoded: {_reason(exc, notes)}") from None
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
 
