@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import os
 import struct
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,7 +96,7 @@ def crc32c(data: bytes | memoryview) -> int:
     buf[lanes * clen - n:lanes * clen - n + 4] ^= 0xFF                 # init 0xFFFFFFFF == complemented first 4 bytes
     cols = np.ascontiguousarray(buf.reshape(lanes, clen).T)             # (clen, lanes)
     reg = np.zeros(lanes, dtype=np.uint32)                              # (lanes,) raw crc of each chunk
-    low = reg.view(np.uint8)[::4]                                       # (lanes,) low byte of each register
+    low = reg.view(np.uint8)[0 if sys.byteorder == "little" else 3::4]   # (lanes,) low byte of each register
     idx, looked_up = np.empty(lanes, np.uint8), np.empty(lanes, np.uint32)
     for j in range(clen):                                               # reg = T[(reg ^ b) & 0xFF] ^ (reg >> 8)
         np.bitwise_xor(low, cols[j], out=idx)
