@@ -238,8 +238,13 @@ def test_reader_refuses_foreign_files(tmp_path):
 def test_reader_refuses_a_missing_variable(wheel_prefix):
     from musiclust.pretrained.tf_checkpoint import read_checkpoint
 
+    from musiclust.pretrained.musicnn import build_from_checkpoint
+
     with pytest.raises(CheckpointError, match="lacks variable"):
         read_checkpoint(wheel_prefix, names=["conv2d/kernel", "conv2d_99/kernel"])
+    vgg = wheel_prefix.replace("MTT_musicnn", "MTT_vgg")                   # a valid checkpoint, another network
+    with pytest.raises(CheckpointError, match="another architecture"):
+        build_from_checkpoint(vgg)
 
 
 def test_reader_refuses_a_missing_data_file(wheel_prefix, tmp_path):

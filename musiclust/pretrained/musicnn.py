@@ -89,33 +89,28 @@ class MusiCNN(nn.Module):
 
 def _tf_to_torch(model: MusiCNN, w: dict[str, np.ndarray]) -> None:
     """Copy TF variables (creation-order names: conv2d, conv2d_1, ..., batch_normalization_10) in."""
-    t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    def put(target: torch.Tensor, src: np.ndarray, name: str) -> None:
+        if tuple(src.shape) != tuple(target.shape):
+            raise CheckpointError(f"{name} has shape {tuple(src.shape)}, expected {tuple(target.shape)}: "
+                                  "a checkpoint of another architecture?")
+        target.data.copy_(torch.from_numpy(np.ascontiguousarray(src, dtype=np.float32)))
+
     bns = [model.bn_input, *model.bn_timbral, *model.bn_temporal, *model.bn_mid, model.bn_pool, model.bn_dense]
     for i, bn in enumerate(bns):
         p = "batch_normalization" + (f"_{i}" if i else "")
         for ours, theirs in (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"),
                              ("running_var", "moving_variance")):
-            target = getattr(bn, ours)
-            src = w[f"{p}/{theirs}"]
-            if tuple(src.shape) != tuple(target.shape):
-                raise CheckpointError(f"{p}/{theirs} has shape {src.shape}, expected {tuple(target.shape)}")
-            target.data.copy_(t(src))
-    convs = [*model.timbral, *model.temporal, *model.mid]
-    for i, conv in enumerate(convs):
+            put(getattr(bn, ours), w[f"{p}/{theirs}"], f"{p}/{theirs}")
+    for i, conv in enumerate([*model.timbral, *model.temporal, *model.mid]):
         p = "conv2d" + (f"_{i}" if i else "")
         k = w[f"{p}/kernel"]                                                      # (kh, kw, in, out)
+        # 2-D: (out, in, kh, kw). Mid end: TF slides a (7, C) kernel over a (T, C, 1) map = Conv1d (out, C, 7)
         k = k.transpose(3, 2, 0, 1) if conv.weight.dim() == 4 else k[:, :, 0, :].transpose(2, 1, 0)
-        for name, src in (("weight", k), ("bias", w[f"{p}/bias"])):
-            target = getattr(conv, name)
-            if tuple(src.shape) != tuple(target.shape):
-                raise CheckpointError(f"{p}/{name} has shape {src.shape}, expected {tuple(target.shape)}")
-            target.data.copy_(t(src))
+        put(conv.weight, k, f"{p}/kernel")
+        put(conv.bias, w[f"{p}/bias"], f"{p}/bias")
     for layer, p in ((model.dense, "dense"), (model.out, "dense_1")):
-        for name, src in (("weight", w[f"{p}/kernel"].T), ("bias", w[f"{p}/bias"])):
-            target = getattr(layer, name)
-            if tuple(src.shape) != tuple(target.shape):
-                raise CheckpointError(f"{p}/{name} has shape {src.shape}, expected {tuple(target.shape)}")
-            target.data.copy_(t(src))
+        put(layer.weight, w[f"{p}/kernel"].T, f"{p}/kernel")                      # (in, out) -> (out, in)
+        put(layer.bias, w[f"{p}/bias"], f"{p}/bias")
 
 
 def wheel_dir() -> str:
