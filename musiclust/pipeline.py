@@ -240,8 +240,8 @@ def _bundle_for(model, spec: ModelSpec, prep: Prepared, fusion: Optional[HybridF
         tracks=tracks,
         label_names=table.label_names(),
         fusion=fusion,
-        # a lyrics join left out (too few lyrics) leaves the audio network, which reads no lyrics
-        meta={"uses_lyrics": spec.uses_lyrics and (fusion is not None or not spec.joins_lyrics)},
+        # no vocabulary, or a lyrics join left out (too few lyrics): a pasted text cannot change a placement
+        meta={"uses_lyrics": spec.uses_lyrics and prep.tfidf.dim > 0 and (fusion is not None or not spec.joins_lyrics)},
     )
     return bundle
 
