@@ -106,14 +106,13 @@ def _settings(args):
 
 
 def cmd_train(args) -> int:
-    """Train models and switch each checkpoint in atomically, only after every model trained."""
-    from musiclust.serving import checkpoint as ckpt
-    from musiclust.analysis.evaluation import baseline_scores
-    from musiclust.analysis.baselines import BASELINES
-    from musiclust.serving.jobs import CANCELLED, FAILED, SUCCEEDED, StatusReporter
-    from musiclust.pipeline import MODEL_NAMES, prepare, train_models
-    from musiclust.service import CHECKPOINTS, dataset_slug
+    """Train models and switch in the checkpoint of each one that trained (see :mod:`musiclust.publish`)."""
     from musiclust.errors import TrainingCancelled
+    from musiclust.models.registry import MODEL_NAMES
+    from musiclust.publish import train_and_publish
+    from musiclust.serving import checkpoint as ckpt
+    from musiclust.serving.jobs import CANCELLED, FAILED, SUCCEEDED, StatusReporter
+    from musiclust.service import dataset_slug
 
     names = _names(args.models, MODEL_NAMES)
     root = Path(args.checkpoints) / dataset_slug(args.data)
@@ -123,32 +122,17 @@ def cmd_train(args) -> int:
     reporter = None
     if args.status_file:
         reporter = StatusReporter(Path(args.status_file), Path(args.cancel_file or args.status_file + ".cancel"), args.job_id or "", sys.argv[2:], len(names))
+    bar = _EpochBar() if reporter is None else None
     try:
         if reporter:
             reporter.note("reading features")
         table = _table(args)
-        settings = _settings(args)
-        bar = _EpochBar() if reporter is None else None
-        bundles = train_models(
-            table,
-            names,
-            settings,
+        report = train_and_publish(
+            table, names, _settings(args), root, args.data,
             on_model=(reporter.model_started if reporter else bar.model),
             progress=(reporter.epoch_done if reporter else bar.epoch),
             should_stop=(reporter.should_stop if reporter else None),
         )
-        if bar:
-            bar.close()
-        prep = prepare(table, settings)
-        report = {"seeds": 1, "settings": settings.__dict__, "rows": []}
-        for name in BASELINES:
-            report["rows"].append({"model": name, "seed": settings.seed, **baseline_scores(name, prep), "conditioned_on_label": False})
-        for name, bundle in bundles.items():
-            report["rows"].append({"model": name, "seed": settings.seed, **bundle.meta["metrics"], "conditioned_on_label": bundle.conditioned_on_label, "reconstruction_mse_db": bundle.meta["reconstruction_mse_db"]})
-        for name, bundle in bundles.items():  # saved only now: a failure above leaves every old model in place
-            bundle.meta.update(data=args.data, data_fingerprint=table_fingerprint(table))
-            ckpt.save(root, name, bundle.to_checkpoint())
-        ckpt.save_report(root, "evaluation", merge_report(ckpt.load_report(root, "evaluation"), report))
     except TrainingCancelled as exc:
         if reporter:
             reporter.finish(CANCELLED, str(exc))
@@ -158,30 +142,37 @@ def cmd_train(args) -> int:
         if reporter:
             reporter.finish(FAILED, f"{exc}" if "previous model" in str(exc) else f"{exc}; the previous models are still in use")
         raise
-    for name, bundle in bundles.items():
-        m = bundle.meta["metrics"]
-        print(f"{name:16s} nmi={m['nmi']:.3f} ari={m['ari']:.3f} silhouette={m['silhouette']:.3f} ({bundle.meta['seconds_total']:.1f} s)", file=sys.stderr)
+    finally:
+        if bar:
+            bar.close()
+    _print_outcomes(report)
+    summary = report.summary()
+    if not report.trained:
+        if reporter:
+            reporter.finish(FAILED, f"{summary}; the previous models are still in use", [], report.not_trained)
+        print(f"error: no model trained: {summary}", file=sys.stderr)
+        return 2
+    if report.not_trained:
+        print(f"warning: {summary}", file=sys.stderr)
     if reporter:
-        reporter.finish(SUCCEEDED, f"trained {', '.join(names)}")
+        reporter.finish(SUCCEEDED, summary if report.not_trained else f"trained {', '.join(report.trained)}",
+                        report.trained, report.not_trained)
     return 0
 
 
-def merge_report(old, new: dict) -> dict:
-    """This run's rows (its models and the baselines) plus the old report's rows of the models it did
-    not train, so retraining one model keeps the others' scores on the metrics page."""
-    if not old:
-        return new
-    trained = {r["model"] for r in new["rows"]}
-    return {**new, "rows": new["rows"] + [r for r in old.get("rows", []) if r.get("model") not in trained]}
+def _print_outcomes(report) -> None:
+    """The run as a table on stdout: the chosen k, then one row per model (status, scores, seconds, why)."""
+    from musiclust.publish import TRAINED
 
-
-def table_fingerprint(table) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    for t in table.tracks:
-        digest.update(f"{t.id}\0{t.group}\0{t.lyrics}\n".encode())
-    return digest.hexdigest()[:16]
+    print(f"k = {report.k} ({report.k_choice.get('source', '?')})")
+    print(f"{'model':16s} {'status':8s} {'nmi':>6s} {'ari':>6s} {'silhouette':>10s} {'seconds':>8s}  note")
+    for m in report.models:
+        if m.status == TRAINED:
+            nmi, ari, sil = (m.metrics.get(key, float("nan")) for key in ("nmi", "ari", "silhouette"))
+            cells = f"{nmi:6.3f} {ari:6.3f} {sil:10.3f} {m.seconds:8.1f}"
+        else:
+            cells = f"{'-':>6s} {'-':>6s} {'-':>10s} {'-':>8s}"
+        print(f"{m.name:16s} {m.status:8s} {cells}  {m.reason or m.note}")
 
 
 class _EpochBar:
@@ -261,7 +252,7 @@ def _save_results(args, name: str, table, rows: list[dict], seconds: float, load
     record = build_record(
         rows,
         name=name,
-        data=DataSummary.of_table(args.data, table, table_fingerprint(table)),
+        data=DataSummary.of_table(args.data, table),
         seeds=range(settings.seed, settings.seed + args.seeds),
         k=settings.k or len(table.label_names()),  # as prepare() picks it
         settings=settings.__dict__,
@@ -288,8 +279,10 @@ def cmd_report(args) -> int:
 
 def cmd_predict(args) -> int:
     """Cluster, map position and neighbours of one audio file."""
+    from musiclust.models.registry import DEFAULT_MODEL
     from musiclust.service import Service
 
+    model = args.model or DEFAULT_MODEL
     lyrics = None
     if args.lyrics:
         try:
@@ -297,10 +290,10 @@ def cmd_predict(args) -> int:
         except OSError as exc:
             raise ParameterError(f"cannot read lyrics file {args.lyrics}: {exc.strerror or exc}") from None
     service = Service(args.data, Path(args.checkpoints))
-    answer = service.analyse(args.model, Path(args.file), lyrics)
+    answer = service.analyse(model, Path(args.file), lyrics)
     p = answer.placement
     result = {
-        "model": args.model,
+        "model": model,
         "cluster": p.cluster,
         "coords": [p.coords[0], p.coords[1]],
         "distance_to_centre": p.distance_to_centre,
@@ -397,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="cluster, map position and neighbours of an audio file")
     pr.add_argument("file")
     pr.add_argument("--lyrics", help="a text file with the lyrics")
-    pr.add_argument("--model", default="mvae_poe")
+    pr.add_argument("--model", help="a model name (default: the first the app offers)")
     pr.add_argument("--data", default="default")
     pr.add_argument("--checkpoints", default=str(paths.CHECKPOINTS))
     pr.add_argument("--format", choices=("text", "json"), default="text")

@@ -1,9 +1,10 @@
 """Training orchestration: featurized tracks -> trained model -> embeddings -> clusters -> map -> bundle.
 
 :func:`prepare` lines up everything the models share for one seed (split by piece, mel
-normalisation, segments, TF-IDF, labels); :func:`train_model` trains one named model on it and
-returns a :class:`~musiclust.serving.bundle.ModelBundle` ready to save or serve. The CLI, the benchmark
-and the app's retrain all go through here.
+normalisation, segments, TF-IDF, labels, k); :func:`train_model` trains one named model on it and
+returns a :class:`~musiclust.serving.bundle.ModelBundle` ready to save or serve. Every fact about a
+model comes from its :mod:`~musiclust.models.registry` spec. The CLI and the app's retrain go through
+:func:`musiclust.publish.train_and_publish`, which calls these; so do evaluation and the benchmark.
 """
 
 from __future__ import annotations
@@ -24,19 +25,12 @@ from musiclust.errors import DataError, ParameterError
 from musiclust.features.tfidf import LyricsTfidf
 from musiclust.analysis.metrics import score_partition
 from musiclust.models import build_model
+from musiclust.models import registry
 from musiclust.models.hybrid import HybridFusion, check_missing_lyrics
+from musiclust.models.registry import MODEL_NAMES, ConfigInputs, ModelSpec
 from musiclust.models.training import SegmentData, TrainConfig, fit
 
-# Row name -> network architecture. conv_vae_fusion reuses the trained ConvVAE and joins lyrics after.
-ARCHITECTURE = {
-    "basic_vae": "basic_vae",
-    "conv_vae": "conv_vae",
-    "conv_vae_fusion": "conv_vae",
-    "mvae_poe": "mvae_poe",
-    "beta_cvae": "beta_cvae",
-}
-MODEL_NAMES = tuple(ARCHITECTURE)
-USES_LYRICS = {"conv_vae_fusion", "mvae_poe"}
+__all__ = ["MODEL_NAMES", "Prepared", "Settings", "config_inputs", "model_config", "prepare", "train_model", "train_models"]
 
 EpochFn = Callable[[int, int, dict, float], None]
 
@@ -47,7 +41,7 @@ class Settings:
 
     latent_dim: int = 32
     beta: float = 4.0  # β of the conditioned β-VAE (the other models use β = 1)
-    k: Optional[int] = None  # clusters; None = number of groups
+    k: Optional[int] = None  # clusters; None = number of groups, or found from the data (prepare)
     seed: int = 0
     epochs: Optional[int] = None  # None = the fit loop's tuned default (TrainConfig.epochs)
     batch_size: int = 64
@@ -82,7 +76,8 @@ class Prepared:
     lyrics: sparse.csr_matrix  # (N, V) TF-IDF, sparse: dense it would be 4 KB a track
     has_lyrics: np.ndarray  # (N,) bool
     label_idx: np.ndarray  # (N,) int64, -1 unknown
-    k: int
+    k: int = 0  # clusters: set by prepare() (see _choose_k)
+    k_choice: dict = field(default_factory=dict)  # how k was chosen: {"k", "source"[, the sweep's record]}
 
     def data(self, rows: np.ndarray, with_labels: bool = False) -> SegmentData:
         labels = self.label_idx[rows] if with_labels else None
@@ -104,29 +99,43 @@ def prepare(table: TrackTable, settings: Settings) -> Prepared:
         segs = [track_segments(m, normalizer, frames) for m in table.mels]
     tfidf = LyricsTfidf(max_features=settings.tfidf_max_features).fit(table.lyrics)
     lyrics, has_lyrics = tfidf.transform_sparse(table.lyrics)
+    prep = Prepared(table, settings, train_rows, val_rows, normalizer, segs, tfidf, lyrics, has_lyrics, table.label_indices())
     n_groups = len(table.label_names())
-    k = settings.k or n_groups
-    if not k or k < 2:
-        raise DataError("the collection has fewer than 2 known groups: pass k (the number of clusters) explicitly")
-    if k > len(table):
-        raise ParameterError(f"k = {k} exceeds the number of tracks ({len(table)})")
-    return Prepared(table, settings, train_rows, val_rows, normalizer, segs, tfidf, lyrics, has_lyrics, table.label_indices(), k)
+    # ---- where k is chosen: given, else the number of groups, else found from the data ----
+    if settings.k:
+        prep.k_choice = {"k": settings.k, "source": "given"}
+    elif n_groups >= 2:
+        prep.k_choice = {"k": n_groups, "source": "groups"}
+    else:
+        prep.k_choice = _choose_k(prep)
+    prep.k = int(prep.k_choice["k"])
+    if prep.k > len(table):
+        raise ParameterError(f"k = {prep.k} exceeds the number of tracks ({len(table)})")
+    return prep
+
+
+def _choose_k(prep: Prepared) -> dict:
+    """k for a collection without known groups and without a given k: ``{"k", "source", ...}``.
+
+    The single place where k will be found from the data (a sweep over k, recorded in the manifest);
+    until then such a collection needs k given explicitly.
+    """
+    raise DataError("the collection has fewer than 2 known groups: pass k (the number of clusters) explicitly")
+
+
+def config_inputs(prep: Prepared) -> ConfigInputs:
+    """What every model's config and trainability are built from, for this preparation."""
+    cfg, s = prep.table.config, prep.settings
+    n_labels = len(prep.table.label_names()) if len(prep.label_idx) and (prep.label_idx >= 0).all() else 0
+    return ConfigInputs(
+        latent_dim=s.latent_dim, n_mels=cfg.n_mels, frames=cfg.segment_frames, lyrics_dim=int(prep.lyrics.shape[1]),
+        n_labels=n_labels, beta=s.beta, n_with_lyrics=int(prep.has_lyrics.sum()),
+    )
 
 
 def model_config(name: str, prep: Prepared) -> dict:
-    cfg = prep.table.config
-    config = {"latent_dim": prep.settings.latent_dim, "n_mels": cfg.n_mels, "frames": cfg.segment_frames}
-    arch = ARCHITECTURE[name]
-    if arch == "mvae_poe":
-        if prep.lyrics.shape[1] == 0:
-            raise DataError("mvae_poe needs lyrics, and no track of this collection has usable lyrics")
-        config["lyrics_dim"] = int(prep.lyrics.shape[1])
-    if arch == "beta_cvae":
-        n_labels = len(prep.table.label_names())
-        if n_labels < 2 or (prep.label_idx < 0).any():
-            raise DataError("beta_cvae is conditioned on the group, so every track needs a group (sub-folder or 'genre')")
-        config.update(n_labels=n_labels, beta=prep.settings.beta)
-    return config
+    """The network config of model ``name`` on ``prep`` (the registry's builder)."""
+    return registry.spec(name).build_config(config_inputs(prep))
 
 
 def train_model(
@@ -138,20 +147,25 @@ def train_model(
 ) -> ModelBundle:
     """Train model ``name`` on ``prep`` and return its fitted bundle.
 
-    ``conv_vae_fusion`` takes the trained ConvVAE bundle as ``reuse`` when given (same seed and
-    data, so training it again would give the same weights) and only fits the lyrics join.
+    A model whose spec ``reuses`` another takes that model's trained bundle as ``reuse`` when given
+    (same seed and data, so training it again would give the same weights) and only fits what follows
+    the network. Raises :class:`DataError` when the model cannot train on this collection.
     """
-    if name not in ARCHITECTURE:
-        raise ParameterError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
+    spec = registry.spec(name)
+    inputs = config_inputs(prep)
+    reason = spec.skip_reason(inputs)
+    if reason is not None:
+        raise DataError(reason)
+    if reuse is not None and reuse.name != spec.reuses:
+        reuse = None
     s = prep.settings
     started = time.perf_counter()
-    arch = ARCHITECTURE[name]
-    if reuse is not None and reuse.architecture == arch and name == "conv_vae_fusion":
+    if reuse is not None:
         model, history = reuse.model, reuse.meta.get("history", [])
         fit_meta = {k: reuse.meta.get(k) for k in ("best_epoch", "stopped_early", "train_seconds")}
     else:
-        model = build_model(arch, model_config(name, prep), seed=s.seed)
-        conditioned = arch == "beta_cvae"
+        model = build_model(spec.architecture, spec.build_config(inputs), seed=s.seed)
+        conditioned = spec.conditioned_on_label
         train_cfg = TrainConfig(batch_size=s.batch_size, seed=s.seed, **({} if s.epochs is None else {"epochs": s.epochs}))
         result = fit(
             model,
@@ -164,9 +178,9 @@ def train_model(
         history = result.history
         fit_meta = {"best_epoch": result.best_epoch, "stopped_early": result.stopped_early, "train_seconds": result.seconds}
     with _one_torch_thread():
-        fusion = _fit_fusion(prep, model, reuse) if name == "conv_vae_fusion" else None
-        bundle = _finish(name, model, prep, fusion)
-    bundle.meta.update(fit_meta, history=history, seconds_total=time.perf_counter() - started)
+        fusion = _fit_fusion(prep, model, spec, reuse) if spec.fits_lyrics_join(inputs) else None
+        bundle = _finish(spec, model, prep, fusion)
+    bundle.meta.update(fit_meta, history=history, seconds_total=time.perf_counter() - started, note=spec.note(inputs))
     return bundle
 
 
@@ -183,14 +197,12 @@ def _one_torch_thread():
         torch.set_num_threads(before)
 
 
-def _fit_fusion(prep: Prepared, audio_model, reuse: Optional[ModelBundle]) -> HybridFusion:
-    """Fit the hybrid join on the collection's ConvVAE embeddings and lyrics TF-IDF."""
-    if int(prep.has_lyrics.sum()) < 3:
-        raise DataError("conv_vae_fusion needs lyrics on at least 3 tracks")
-    if reuse is not None:  # the trained ConvVAE's collection embeddings, un-centred: no second encoding pass
+def _fit_fusion(prep: Prepared, audio_model, spec: ModelSpec, reuse: Optional[ModelBundle]) -> HybridFusion:
+    """Fit the hybrid join on the collection's audio embeddings (of the reused network) and lyrics TF-IDF."""
+    if reuse is not None:  # the reused model's collection embeddings, un-centred: no second encoding pass
         audio = reuse.space * reuse.scaler.scale + reuse.scaler.mean
     else:
-        audio = _bundle_for(audio_model, "conv_vae", prep, None).raw_embedding(prep.table.mels, prep.table.lyrics)
+        audio = _bundle_for(audio_model, spec, prep, None).raw_embedding(prep.table.mels, prep.table.lyrics)
     s = prep.settings
     return HybridFusion.fit(
         audio, prep.lyrics, prep.has_lyrics, weight=s.fusion_weight, n_components=s.fusion_rank, seed=s.seed,
@@ -198,7 +210,7 @@ def _fit_fusion(prep: Prepared, audio_model, reuse: Optional[ModelBundle]) -> Hy
     )
 
 
-def _bundle_for(model, name: str, prep: Prepared, fusion: Optional[HybridFusion]) -> ModelBundle:
+def _bundle_for(model, spec: ModelSpec, prep: Prepared, fusion: Optional[HybridFusion]) -> ModelBundle:
     """A bundle around a trained network, before its clustering and map are fitted."""
     table = prep.table
     tracks = [
@@ -214,8 +226,8 @@ def _bundle_for(model, name: str, prep: Prepared, fusion: Optional[HybridFusion]
     ]
     model.eval()
     bundle = ModelBundle(
-        name=name,
-        architecture=ARCHITECTURE[name],
+        name=spec.name,
+        architecture=spec.architecture,
         model=model,
         feature_config=table.config,
         normalizer=prep.normalizer,
@@ -228,15 +240,16 @@ def _bundle_for(model, name: str, prep: Prepared, fusion: Optional[HybridFusion]
         tracks=tracks,
         label_names=table.label_names(),
         fusion=fusion,
-        meta={"uses_lyrics": name in USES_LYRICS},
+        # no vocabulary, or a lyrics join left out (too few lyrics): a pasted text cannot change a placement
+        meta={"uses_lyrics": spec.uses_lyrics and prep.tfidf.dim > 0 and (fusion is not None or not spec.joins_lyrics)},
     )
     return bundle
 
 
-def _finish(name: str, model, prep: Prepared, fusion: Optional[HybridFusion]) -> ModelBundle:
+def _finish(spec: ModelSpec, model, prep: Prepared, fusion: Optional[HybridFusion]) -> ModelBundle:
     """Embed the collection, cluster it, map it, score it, and describe its clusters."""
     table, s = prep.table, prep.settings
-    bundle = _bundle_for(model, name, prep, fusion)
+    bundle = _bundle_for(model, spec, prep, fusion)
     raw = bundle.raw_embedding(table.mels, table.lyrics)  # (N, D)
     # Latents are only centred, not z-scored per dimension: the KL term already puts active dimensions
     # on a unit scale, and z-scoring would blow collapsed (near-constant) dimensions up into noise.
@@ -254,6 +267,7 @@ def _finish(name: str, model, prep: Prepared, fusion: Optional[HybridFusion]) ->
     bundle.meta.update(
         metrics=scores,
         k=prep.k,
+        k_choice=prep.k_choice,
         settings=asdict(s),
         reconstruction_mse_db=reconstruction_error(bundle, prep),
         clusters=cluster_cards(bundle, prep),
@@ -315,13 +329,14 @@ def train_models(
     progress: Optional[EpochFn] = None,
     should_stop: Optional[Callable[[], bool]] = None,
 ) -> dict[str, ModelBundle]:
-    """Train several models on one preparation (all in memory; the caller saves only if all succeed)."""
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    """Train several models on one preparation, all in memory; any model that cannot train stops the lot.
+
+    (:func:`musiclust.publish.train_and_publish` is the forgiving version that also saves.)
+    """
     prep = prepare(table, settings)
     bundles: dict[str, ModelBundle] = {}
-    order = sorted(names, key=lambda n: n == "conv_vae_fusion")  # fusion after conv_vae so it can reuse it
-    for index, name in enumerate(order):
+    for index, name in enumerate(registry.training_order(names)):
         if on_model is not None:
             on_model(index, name)
-        bundles[name] = train_model(name, prep, progress, should_stop, reuse=bundles.get("conv_vae"))
+        bundles[name] = train_model(name, prep, progress, should_stop, reuse=bundles.get(registry.spec(name).reuses))
     return bundles

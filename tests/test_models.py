@@ -1,6 +1,9 @@
 """The VAEs: shapes, learning on a real(ish) spectrogram batch, the PoE missing-lyrics rule, the registry."""
 
+import ast
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,10 +11,17 @@ import torch
 
 from musiclust.errors import ParameterError
 from musiclust.models import MODELS, BetaCVAE, HybridFusion, build_model, config_class, hybrid_embedding, model_name
+from musiclust.models import registry
+from musiclust.models.registry import DISPLAY_ORDER, MODEL_NAMES, SPECS, ConfigInputs
 
 SR = 22050
 VOCAB = 40
-CONFIGS = {"basic_vae": {}, "conv_vae": {}, "mvae_poe": {"lyrics_dim": VOCAB}, "beta_cvae": {"n_labels": 3}}
+# network name -> its config for the test batch (40-word lyrics, 3 groups), as the registry builds it
+CONFIGS = {
+    s.architecture: s.build_config(ConfigInputs(latent_dim=32, n_mels=128, frames=128, lyrics_dim=VOCAB, n_labels=3))
+    for s in SPECS.values()
+    if s.reuses is None
+}
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +122,7 @@ def test_beta_cvae_encoder_ignores_label_and_decoder_uses_it(batch):
 
 
 def test_registry_and_config_round_trip():
-    with pytest.raises(ParameterError, match="basic_vae, conv_vae, mvae_poe, beta_cvae"):
+    with pytest.raises(ParameterError, match=", ".join(MODELS)):
         build_model("transformer", {})
     with pytest.raises(ParameterError, match="known models"):
         config_class("nope")
@@ -166,3 +176,70 @@ def test_hybrid_embedding_blocks_and_missing_lyrics():
     with pytest.raises(ParameterError):
         fusion(audio[:, :4], tfidf, has)
 
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_every_spec_builds_its_network_from_config_inputs(name, batch):
+    """With lyrics and groups, and with neither (a user's library): the network the spec names, running."""
+    spec = SPECS[name]
+    with_all = ConfigInputs(latent_dim=32, n_mels=128, frames=128, lyrics_dim=VOCAB, n_labels=3, n_with_lyrics=4)
+    model = build_model(spec.architecture, spec.build_config(with_all), seed=0)
+    assert type(model) is spec.network and model_name(model) == spec.architecture
+    assert spec.conditioned_on_label == model.conditioned_on_label
+    losses = model.loss_function(batch, model(batch))
+    assert torch.isfinite(losses["loss"])
+    bare = ConfigInputs(latent_dim=8, n_mels=128, frames=128)  # no lyrics at all, no groups
+    if spec.needs_labels:
+        assert name in spec.skip_reason(bare) and "group" in spec.skip_reason(bare)
+        return
+    assert spec.skip_reason(bare) is None
+    audio_only = build_model(spec.architecture, spec.build_config(bare), seed=0)
+    assert audio_only.embed({"mel": batch["mel"]}).shape == (8, 8)
+    assert (spec.note(bare) is not None) == spec.uses_lyrics  # a lyrics model says it had none
+    assert spec.note(with_all) is None
+
+
+def test_registry_facts_and_orders():
+    assert set(DISPLAY_ORDER) == set(MODEL_NAMES) == set(SPECS) and len(DISPLAY_ORDER) == len(SPECS)
+    assert registry.DEFAULT_MODEL == DISPLAY_ORDER[0]
+    for name, spec in SPECS.items():
+        assert spec.architecture in MODELS and MODELS[spec.architecture] is spec.network
+        if spec.reuses:  # trained after the model it reuses, which trains the same network
+            assert MODEL_NAMES.index(spec.reuses) < MODEL_NAMES.index(name)
+            assert SPECS[spec.reuses].network is spec.network and spec.reuses in spec.note(ConfigInputs(8, 128, 128))
+    assert registry.training_order(list(reversed(MODEL_NAMES))) == list(MODEL_NAMES)
+    with pytest.raises(ParameterError, match="known models"):
+        registry.training_order(["nope"])
+    joiner = next(s for s in SPECS.values() if s.joins_lyrics)
+    few = ConfigInputs(8, 128, 128, lyrics_dim=30, n_with_lyrics=2)
+    assert not joiner.fits_lyrics_join(few) and "only 2 track(s)" in joiner.note(few)
+    assert joiner.fits_lyrics_join(ConfigInputs(8, 128, 128, lyrics_dim=30, n_with_lyrics=3))
+
+
+PACKAGE = Path(__file__).resolve().parents[1] / "musiclust"
+
+
+def _string_constants(tree: ast.AST):
+    """Every string literal of a module except docstrings (prose may name a model; code may not)."""
+    docstrings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                docstrings.add(id(first.value))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            yield node
+
+
+def test_no_model_name_is_written_outside_the_registry():
+    """Model facts live in models/registry.py only: any other string naming a model is a second copy."""
+    names = re.compile(r"\b(" + "|".join(map(re.escape, SPECS)) + r")\b")
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path == PACKAGE / "models" / "registry.py":
+            continue
+        for node in _string_constants(ast.parse(path.read_text(encoding="utf-8"))):
+            if names.search(node.value):
+                found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: {node.value[:60]!r}")
+    assert not found, "model names outside the registry:\n" + "\n".join(found)

@@ -13,7 +13,7 @@ from musiclust.serving.bundle import ModelBundle
 from musiclust.store.table import split_by_piece
 from musiclust.errors import CheckpointError
 from musiclust.features.mel import compute_features
-from musiclust.pipeline import MODEL_NAMES
+from musiclust.models.registry import MODEL_NAMES
 from musiclust.service import Service, dataset_slug, morph, sonify
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
@@ -82,6 +82,24 @@ def test_reconstruction_and_sonification(service, real_clip_paths):
     assert audio.dtype == np.float32 and np.isfinite(audio).all() and np.abs(audio).max() > 0.5
     path = morph(bundle, mel, compute_features(real_clip_paths[1]).mel_db, steps=3)
     assert path.shape == (mel.shape[0], 3 * 128)
+
+
+def test_k_is_given_or_the_groups_else_a_clear_error(real_table):
+    """The one place k is chosen: given, else the number of groups; a collection without groups needs it
+    given (until k is found from the data there)."""
+    from dataclasses import replace
+
+    from musiclust.errors import DataError
+    from musiclust.pipeline import Settings, prepare
+    from musiclust.store.table import TrackTable
+
+    assert prepare(real_table, Settings()).k_choice == {"k": len(real_table.label_names()), "source": "groups"}
+    assert prepare(real_table, Settings(k=3)).k_choice == {"k": 3, "source": "given"}
+    ungrouped = TrackTable([replace(t, group=None) for t in real_table.tracks], real_table.mels, real_table.mfcc_stats,
+                           real_table.durations, real_table.config)
+    with pytest.raises(DataError, match="pass k"):
+        prepare(ungrouped, Settings())
+    assert prepare(ungrouped, Settings(k=2)).k == 2
 
 
 def test_split_keeps_pieces_whole(real_table):

@@ -18,10 +18,35 @@ from musiclust.analysis.clustering import Standardizer, cluster
 from musiclust.store.table import TrackTable
 from musiclust.errors import DataError, ParameterError
 from musiclust.analysis.metrics import score_partition, summarize
-from musiclust.pipeline import MODEL_NAMES, Prepared, Settings, prepare, train_model
+from musiclust.models import registry
+from musiclust.models.registry import MODEL_NAMES
+from musiclust.pipeline import Prepared, Settings, prepare, train_model
+from musiclust.serving.bundle import ModelBundle
 
 ALL_NAMES = BASELINES + MODEL_NAMES
-CONDITIONED = {"beta_cvae"}
+
+
+def conditioned_on_label(name: str) -> bool:
+    """True for a model whose decoder sees the group (a baseline never does)."""
+    return name in registry.SPECS and registry.SPECS[name].conditioned_on_label
+
+
+def baseline_row(name: str, prep: Prepared) -> dict:
+    """One report row: a baseline's scores on ``prep``, with the seconds it took."""
+    started = time.perf_counter()
+    scores = baseline_scores(name, prep)
+    return {"model": name, "seed": prep.settings.seed, **scores, "conditioned_on_label": False,
+            "seconds": time.perf_counter() - started}
+
+
+def model_row(bundle: ModelBundle) -> dict:
+    """One report row: a trained model's scores, as the pipeline measured them while fitting it."""
+    meta = bundle.meta
+    row = {"model": bundle.name, "seed": meta["seed"], **meta["metrics"], "reconstruction_mse_db": meta["reconstruction_mse_db"],
+           "conditioned_on_label": bundle.conditioned_on_label, "seconds": meta["seconds_total"]}
+    if meta.get("note"):
+        row["note"] = meta["note"]
+    return row
 
 
 def baseline_scores(name: str, prep: Prepared) -> dict:
@@ -76,31 +101,18 @@ def evaluate(
         for name in names:
             if progress is not None:
                 progress(f"seed {seed_settings.seed}: {name}")
-            started = time.perf_counter()
             if name in BASELINES:
-                scores = baseline_scores(name, prep)
-                extra = {}
-            else:
-                try:
-                    bundle = train_model(name, prep, reuse=trained.get("conv_vae"))
-                except DataError as exc:
-                    rows.append({"model": name, "seed": seed_settings.seed, "note": str(exc)})
-                    continue
-                trained[name] = bundle
-                scores = bundle.meta["metrics"]
-                extra = {"reconstruction_mse_db": bundle.meta["reconstruction_mse_db"]}
-            rows.append(
-                {
-                    "model": name,
-                    "seed": seed_settings.seed,
-                    **scores,
-                    **extra,
-                    "conditioned_on_label": name in CONDITIONED,
-                    "seconds": time.perf_counter() - started,
-                }
-            )
+                rows.append(baseline_row(name, prep))
+                continue
+            try:
+                bundle = train_model(name, prep, reuse=trained.get(registry.spec(name).reuses))
+            except DataError as exc:
+                rows.append({"model": name, "seed": seed_settings.seed, "note": str(exc)})
+                continue
+            trained[name] = bundle
+            rows.append(model_row(bundle))
     table_out = summarize([r for r in rows if "silhouette" in r or "nmi" in r]) if rows else pd.DataFrame()
-    table_out["conditioned_on_label"] = table_out["model"].isin(CONDITIONED)
+    table_out["conditioned_on_label"] = table_out["model"].map(conditioned_on_label)
     return table_out, rows
 
 

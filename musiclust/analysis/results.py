@@ -51,8 +51,8 @@ class DataSummary:
     fingerprint: str
 
     @classmethod
-    def of_table(cls, spec: str, table, fingerprint: str) -> "DataSummary":
-        return cls(spec, len(table), len(table.label_names()), sum(bool(t) for t in table.lyrics), fingerprint)
+    def of_table(cls, spec: str, table) -> "DataSummary":
+        return cls(spec, len(table), len(table.label_names()), sum(bool(t) for t in table.lyrics), table.fingerprint())
 
 
 def results_name(data_spec: str) -> str:

@@ -14,6 +14,9 @@ from scipy import sparse
 from musiclust.errors import ParameterError
 
 MISSING_LYRICS = ("apart", "centre")  # where hybrid fusion puts a track without lyrics (see HybridFusion)
+# Below this many lyric-bearing tracks the join is not fitted: with one text there is no lyrics axis
+# to learn, and the "no words" axis would only set that one track apart.
+MIN_LYRIC_TRACKS = 3
 
 
 def check_missing_lyrics(value: str, name: str = "missing_lyrics") -> None:

@@ -12,19 +12,21 @@ A *model* (a row in the app and the results) is not always a network of its own:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 from musiclust.errors import ParameterError
 from musiclust.models.base import BaseVAE
 from musiclust.models.basic_vae import BasicVAE
 from musiclust.models.beta_cvae import BetaCVAE
 from musiclust.models.conv_vae import ConvVAE
+from musiclust.models.hybrid import MIN_LYRIC_TRACKS
 from musiclust.models.mvae_poe import MVAEPoE
 
 
 @dataclass(frozen=True)
 class ConfigInputs:
-    """What a model's config may be built from: the run's settings and the collection's shapes."""
+    """What a model's config, and whether it can train, may depend on: the run's settings and the
+    collection's shapes. Built once per preparation (:func:`musiclust.pipeline.config_inputs`)."""
 
     latent_dim: int
     n_mels: int
@@ -32,6 +34,7 @@ class ConfigInputs:
     lyrics_dim: int = 0  # TF-IDF vocabulary size; 0 when no track has usable lyrics
     n_labels: int = 0  # groups known for every track; 0 when some track has none
     beta: float = 4.0  # β of the conditioned β-VAE
+    n_with_lyrics: int = 0  # tracks whose lyrics hold a known word
 
 
 def _shape(i: ConfigInputs) -> dict:
@@ -67,6 +70,30 @@ class ModelSpec:
         """The registry name of the network class (what a checkpoint's weights are for)."""
         return NETWORKS_BY_CLASS[self.network]
 
+    def skip_reason(self, inputs: ConfigInputs) -> Optional[str]:
+        """Why this model cannot train on a collection with these ``inputs`` (None: it can)."""
+        if self.needs_labels and inputs.n_labels < 2:
+            return (f"{self.name} is conditioned on the group, so every track needs one of at least 2 groups "
+                    "(sub-folders or a 'genre' column), and some tracks of this collection have none")
+        return None
+
+    def fits_lyrics_join(self, inputs: ConfigInputs) -> bool:
+        """True when the hybrid join follows the network on this collection: with lyrics on fewer than
+        :data:`~musiclust.models.hybrid.MIN_LYRIC_TRACKS` tracks there is no lyrics axis to learn."""
+        return self.joins_lyrics and inputs.n_with_lyrics >= MIN_LYRIC_TRACKS
+
+    def note(self, inputs: ConfigInputs) -> Optional[str]:
+        """What a person should know about this model trained on this collection, when it is not
+        what its blurb says (a lyrics model on a collection without lyrics)."""
+        if not self.uses_lyrics:
+            return None
+        if self.joins_lyrics and not self.fits_lyrics_join(inputs):
+            have = "no track has lyrics" if inputs.n_with_lyrics == 0 else f"only {inputs.n_with_lyrics} track(s) have lyrics"
+            return f"{have} (the lyrics join needs {MIN_LYRIC_TRACKS}): same as {self.reuses}"
+        if inputs.lyrics_dim == 0:
+            return "no track has lyrics: trained and placed on audio alone"
+        return None
+
 
 SPECS: dict[str, ModelSpec] = {
     spec.name: spec
@@ -80,6 +107,7 @@ SPECS: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             "mvae_poe", MVAEPoE, "multimodal VAE, product of experts: audio and lyrics, lyrics optional", 0,
+            # without any lyrics a 1-word lyrics expert that never sees a word: the audio expert alone
             lambda i: {**_shape(i), "lyrics_dim": max(1, i.lyrics_dim)}, uses_lyrics=True,
         ),
         ModelSpec(
@@ -90,9 +118,22 @@ SPECS: dict[str, ModelSpec] = {
 }
 MODEL_NAMES: tuple[str, ...] = tuple(SPECS)  # training order: a model that reuses another comes after it
 DISPLAY_ORDER: tuple[str, ...] = tuple(sorted(SPECS, key=lambda n: SPECS[n].display_order))
-# network name -> class, what checkpoints record as "architecture"
-NETWORKS: dict[str, type[BaseVAE]] = {"basic_vae": BasicVAE, "conv_vae": ConvVAE, "mvae_poe": MVAEPoE, "beta_cvae": BetaCVAE}
+DEFAULT_MODEL: str = DISPLAY_ORDER[0]  # what the app and `predict` use when none is named
+# network name -> class, what checkpoints record as "architecture": the models that train a network of their own
+NETWORKS: dict[str, type[BaseVAE]] = {s.name: s.network for s in SPECS.values() if s.reuses is None}
 NETWORKS_BY_CLASS: dict[type[BaseVAE], str] = {cls: name for name, cls in NETWORKS.items()}
+
+
+def _check_registry() -> None:
+    """Facts the pipeline relies on, checked when the registry is imported (a wrong entry fails at once)."""
+    for index, s in enumerate(SPECS.values()):
+        if s.reuses is not None and (s.reuses not in MODEL_NAMES[:index] or SPECS[s.reuses].network is not s.network):
+            raise TypeError(f"{s.name} reuses {s.reuses!r}, which must be an earlier entry with the same network")
+    if len(NETWORKS_BY_CLASS) != len(NETWORKS) or set(NETWORKS_BY_CLASS) != {s.network for s in SPECS.values()}:
+        raise TypeError("every network class needs exactly one model that trains it (reuses=None)")
+
+
+_check_registry()
 
 
 def spec(name: str) -> ModelSpec:
@@ -101,3 +142,11 @@ def spec(name: str) -> ModelSpec:
         return SPECS[name]
     except (KeyError, TypeError):
         raise ParameterError(f"unknown model {name!r}; known models: {', '.join(SPECS)}") from None
+
+
+def training_order(names: Iterable[str]) -> list[str]:
+    """``names`` (checked) in registry order, so a model that reuses another's network trains after it."""
+    names = list(dict.fromkeys(names))
+    for name in names:
+        spec(name)
+    return sorted(names, key=MODEL_NAMES.index)

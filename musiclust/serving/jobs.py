@@ -4,9 +4,9 @@ The app never trains in its own process: :class:`RetrainJobs` starts ``python -m
 as a child process that reports progress to a JSON status file. One retrain at a time is enforced
 with an exclusive ``flock`` on a lock file, taken by the starter and inherited by the child, so it
 holds across browser sessions, threads and processes, and is released by the kernel if the child
-dies. The child saves checkpoints only after every requested model trained successfully, and each
-save is an atomic switch (:mod:`musiclust.serving.checkpoint`), so a failed or cancelled run leaves the
-previous models in use.
+dies. The child saves the models that trained (:func:`musiclust.publish.train_and_publish`) once all
+were tried, each by an atomic switch (:mod:`musiclust.serving.checkpoint`): a model that could not
+train, and every model of a failed or cancelled run, keeps its previous version in use.
 """
 
 from __future__ import annotations
@@ -45,6 +45,9 @@ class JobStatus:
     loss: Optional[float] = None
     message: str = ""
     args: list = field(default_factory=list)
+    # when finished: the models saved, and those not, each with why ("skipped: …" / "failed: …")
+    trained: list = field(default_factory=list)
+    not_trained: dict = field(default_factory=dict)
 
     @property
     def fraction(self) -> float:
@@ -111,8 +114,9 @@ class StatusReporter:
     def should_stop(self) -> bool:
         return self.cancel_path.exists()
 
-    def finish(self, state: str, message: str) -> None:
+    def finish(self, state: str, message: str, trained: Optional[list] = None, not_trained: Optional[dict] = None) -> None:
         self.status.state, self.status.message, self.status.finished_at = state, message, time.time()
+        self.status.trained, self.status.not_trained = list(trained or []), dict(not_trained or {})
         self._write()
 
     def _write(self) -> None:

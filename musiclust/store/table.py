@@ -47,6 +47,10 @@ class TrackTable:
     def lyrics(self) -> list[Optional[str]]:
         return [t.lyrics for t in self.tracks]
 
+    def fingerprint(self) -> str:
+        """The featurized tracks' membership, as :meth:`Collection.fingerprint` defines it (for metadata)."""
+        return Collection("", self.tracks).fingerprint()
+
     def label_names(self) -> list[str]:
         return sorted({g for g in self.groups if g})
 
