@@ -14,7 +14,7 @@ from typing import Optional
 
 from musiclust.features.audio import AUDIO_EXTENSIONS
 from musiclust.errors import DataError
-from musiclust.paths import DEFAULT_AUDIO_ROOT, DEFAULT_MANIFEST
+from musiclust import paths
 
 DEFAULT_VARIANTS = ("natural", "piano")
 MAX_LYRICS_CHARS = 20_000  # longer lyrics files are cut: enough for any song, bounded for TF-IDF
@@ -81,8 +81,11 @@ def _safe_id(text: str, taken: set[str]) -> str:
     return candidate
 
 
-def load_default(variant: str = "natural", manifest: Path = DEFAULT_MANIFEST, audio_root: Path = DEFAULT_AUDIO_ROOT) -> Collection:
-    """The embedded default set: manifest rows whose rendered clip exists under ``audio_root/variant``."""
+def load_default(variant: str = "natural", manifest: Optional[Path] = None, audio_root: Optional[Path] = None) -> Collection:
+    """The embedded default set: manifest rows whose rendered clip exists under ``audio_root/variant``
+    (by default the locations in force, :func:`musiclust.paths.default_manifest` and ``default_audio_root``)."""
+    manifest = Path(manifest or paths.default_manifest())
+    audio_root = Path(audio_root or paths.default_audio_root())
     if variant not in DEFAULT_VARIANTS:
         raise DataError(f"unknown default-set variant {variant!r}; choose one of {', '.join(DEFAULT_VARIANTS)}")
     if not manifest.is_file():
