@@ -277,6 +277,49 @@ def cmd_report(args) -> int:
     return 1 if args.check and changed else 0
 
 
+def cmd_first_run(args) -> int:
+    """Render the default set and train its missing models, each saved as soon as it trained."""
+    from musiclust.errors import TrainingCancelled
+    from musiclust.serving.firstrun import plan, run_first_build
+    from musiclust.serving.jobs import CANCELLED, FAILED, SUCCEEDED, StatusReporter
+
+    def say(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    todo = plan(args.variant, Path(args.checkpoints))
+    reporter = None
+    if args.status_file:
+        reporter = StatusReporter(Path(args.status_file), Path(args.cancel_file or args.status_file + ".cancel"),
+                                  args.job_id or "", sys.argv[2:], len(todo.models_missing))
+        reporter.clips_rendered(todo.clips_total - todo.clips_missing, todo.clips_total)
+    def on_model(index: int, name: str) -> None:
+        if reporter is None:
+            return say(f"training {name}")
+        if index == 0:
+            reporter.training(len(todo.models_missing))
+        reporter.model_started(index, name)
+
+    try:
+        trained = run_first_build(
+            args.variant, Path(args.checkpoints), jobs=_jobs(args.jobs), epochs=args.epochs,
+            on_clips=reporter.clips_rendered if reporter else (lambda done, total: None), on_model=on_model,
+            on_epoch=reporter.epoch_done if reporter else None,
+            should_stop=reporter.should_stop if reporter else None,
+            log=say,
+        )
+    except TrainingCancelled as exc:
+        if reporter:
+            reporter.finish(CANCELLED, str(exc))
+        raise
+    except MusiclustError as exc:
+        if reporter:
+            reporter.finish(FAILED, str(exc))
+        raise
+    if reporter:
+        reporter.finish(SUCCEEDED, f"default set ready; trained {', '.join(trained)}" if trained else "default set ready")
+    return 0
+
+
 def cmd_predict(args) -> int:
     """Cluster, map position and neighbours of one audio file."""
     from musiclust.models.registry import DEFAULT_MODEL
@@ -386,6 +429,16 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--results-dir", default=str(paths.RESULTS_DIR), help="the results files (default docs/results)")
     rep.add_argument("--check", action="store_true", help="write nothing; exit 1 when a table is stale")
     rep.set_defaults(func=cmd_report)
+
+    first = sub.add_parser("first-run", help="render the default set and train its missing models (what the app starts)")
+    first.add_argument("--variant", default="natural", choices=DEFAULT_VARIANTS)
+    first.add_argument("--checkpoints", default=str(paths.CHECKPOINTS))
+    first.add_argument("--epochs", type=int, help="training epochs (default: the tuned default of the fit loop)")
+    first.add_argument("--jobs", type=int, help="render and feature worker processes (default: up to 2)")
+    first.add_argument("--status-file", help=argparse.SUPPRESS)
+    first.add_argument("--cancel-file", help=argparse.SUPPRESS)
+    first.add_argument("--job-id", help=argparse.SUPPRESS)
+    first.set_defaults(func=cmd_first_run)
 
     pr = sub.add_parser("predict", help="cluster, map position and neighbours of an audio file")
     pr.add_argument("file")

@@ -31,3 +31,14 @@ def checkpoints_root() -> Path:
 def jobs_dir() -> Path:
     """Where background retrain jobs keep their status: ``MUSICLUST_JOBS`` or ``data/jobs/``."""
     return Path(os.environ.get("MUSICLUST_JOBS") or JOBS_DIR).resolve()
+
+
+def default_manifest() -> Path:
+    """The default set's manifest in force: ``MUSICLUST_DEFAULT_MANIFEST`` or ``data/manifest.csv``
+    (a test or a demo points the app at a smaller set this way)."""
+    return Path(os.environ.get("MUSICLUST_DEFAULT_MANIFEST") or DEFAULT_MANIFEST)
+
+
+def default_audio_root() -> Path:
+    """Where the default set's clips are rendered: ``MUSICLUST_DEFAULT_AUDIO`` or ``data/default/``."""
+    return Path(os.environ.get("MUSICLUST_DEFAULT_AUDIO") or DEFAULT_AUDIO_ROOT)

@@ -75,19 +75,28 @@ def train_and_publish(
     on_model: Optional[Callable[[int, str], None]] = None,
     progress: Optional[EpochFn] = None,
     should_stop: Optional[Callable[[], bool]] = None,
+    save_each: bool = False,
 ) -> PublishReport:
     """Prepare ``table`` once, train each of ``names``, score the baselines, save what trained.
 
     ``root`` is the data set's checkpoint folder and ``data`` the spec it was loaded from (kept in
     each model's manifest). ``on_model(index, name)`` is called before each model that is tried.
-    Raises :class:`~musiclust.errors.TrainingCancelled` (nothing saved) when ``should_stop`` turns
-    true; with no model trained nothing is saved and the report says why for each.
+    Raises :class:`~musiclust.errors.TrainingCancelled` when ``should_stop`` turns true: nothing is
+    saved, except with ``save_each`` (the first run's build), where each model is saved as soon as it
+    trained so the app can serve it while the next one trains. With no model trained nothing is saved
+    and the report says why for each.
     """
     order = registry.training_order(names)
     prep = prepare(table, settings)
     inputs = config_inputs(prep)
     outcomes: list[ModelOutcome] = []
     bundles: dict[str, ModelBundle] = {}
+    fingerprint = table.fingerprint()
+
+    def save(name: str, bundle: ModelBundle) -> None:
+        bundle.meta.update(data=data, data_fingerprint=fingerprint)
+        ckpt.save(root, name, bundle.to_checkpoint())
+
     for index, name in enumerate(order):
         spec = registry.spec(name)
         reason = spec.skip_reason(inputs)
@@ -102,15 +111,15 @@ def train_and_publish(
             outcomes.append(ModelOutcome(name, FAILED, str(exc)))
             continue
         bundles[name] = bundle
+        if save_each:
+            save(name, bundle)
         outcomes.append(ModelOutcome(name, TRAINED, note=bundle.meta.get("note") or "", metrics=bundle.meta["metrics"],
                                      seconds=bundle.meta["seconds_total"]))
     rows = [baseline_row(name, prep) for name in BASELINES] + [model_row(b) for b in bundles.values()]
     report = PublishReport(Path(root), prep.k_choice, outcomes, rows)
     if bundles:
-        fingerprint = table.fingerprint()
-        for name, bundle in bundles.items():
-            bundle.meta.update(data=data, data_fingerprint=fingerprint)
-            ckpt.save(root, name, bundle.to_checkpoint())
+        for name, bundle in bundles.items() if not save_each else ():
+            save(name, bundle)
         saved = {"seeds": 1, "settings": settings.__dict__, "k_choice": prep.k_choice, "rows": rows}
         ckpt.save_report(root, REPORT, merge_report(ckpt.load_report(root, REPORT), saved))
     return report

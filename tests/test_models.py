@@ -207,7 +207,15 @@ def test_registry_facts_and_orders():
         if spec.reuses:  # trained after the model it reuses, which trains the same network
             assert MODEL_NAMES.index(spec.reuses) < MODEL_NAMES.index(name)
             assert SPECS[spec.reuses].network is spec.network and spec.reuses in spec.note(ConfigInputs(8, 128, 128))
-    assert registry.training_order(list(reversed(MODEL_NAMES))) == list(MODEL_NAMES)
+    for names in (list(MODEL_NAMES), list(reversed(MODEL_NAMES)), list(DISPLAY_ORDER)):
+        order = registry.training_order(names)
+        assert sorted(order) == sorted(names)
+        for name in order:  # the caller's order, except that a reused network trains before its reuser
+            reused = SPECS[name].reuses
+            assert reused is None or order.index(reused) < order.index(name)
+        movable = {n for n in names if SPECS[n].reuses} | {SPECS[n].reuses for n in names if SPECS[n].reuses}
+        assert [n for n in order if n not in movable] == [n for n in names if n not in movable]
+    assert registry.training_order(list(MODEL_NAMES)) == list(MODEL_NAMES)
     with pytest.raises(ParameterError, match="known models"):
         registry.training_order(["nope"])
     joiner = next(s for s in SPECS.values() if s.joins_lyrics)

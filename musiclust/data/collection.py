@@ -33,7 +33,7 @@ from musiclust.data.roots import check_path, is_default_spec, is_within_roots
 from musiclust.data.tags import MAX_LYRICS_CHARS, FileTags, lyrics_text, read_tags, sidecar_lyrics
 from musiclust.errors import DataError, ParameterError
 from musiclust.features.audio import AUDIO_EXTENSIONS
-from musiclust.paths import DEFAULT_AUDIO_ROOT, DEFAULT_MANIFEST
+from musiclust import paths
 
 DEFAULT_VARIANTS = ("natural", "piano")
 GROUP_SOURCES = ("auto", "folder", "tag", "column", "none")
@@ -133,13 +133,16 @@ def _merge_case_variants(tracks: list[Track]) -> list[Track]:
 
 
 def load_default(
-    variant: str = "natural", manifest: Path = DEFAULT_MANIFEST, audio_root: Path = DEFAULT_AUDIO_ROOT, groups: str = "auto"
+    variant: str = "natural", manifest: Optional[Path] = None, audio_root: Optional[Path] = None, groups: str = "auto"
 ) -> Collection:
-    """The embedded default set: manifest rows whose rendered clip exists under ``audio_root/variant``.
+    """The embedded default set: manifest rows whose rendered clip exists under ``audio_root/variant``
+    (by default the locations in force: :func:`musiclust.paths.default_manifest`, ``default_audio_root``).
 
     Its groups are the manifest's (``auto`` or ``column``), or none (``none``: the set as an unlabelled
     library, to test what finds k without labels).
     """
+    manifest = Path(manifest or paths.default_manifest())
+    audio_root = Path(audio_root or paths.default_audio_root())
     if variant not in DEFAULT_VARIANTS:
         raise DataError(f"unknown default-set variant {variant!r}; choose one of {', '.join(DEFAULT_VARIANTS)}")
     if _check_groups(groups) in ("folder", "tag"):

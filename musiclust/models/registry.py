@@ -145,8 +145,16 @@ def spec(name: str) -> ModelSpec:
 
 
 def training_order(names: Iterable[str]) -> list[str]:
-    """``names`` (checked) in registry order, so a model that reuses another's network trains after it."""
+    """``names`` (checked) in the order given, except that a model whose network another requested model
+    reuses trains first, so the reuser can take it as it is."""
     names = list(dict.fromkeys(names))
     for name in names:
         spec(name)
-    return sorted(names, key=MODEL_NAMES.index)
+    order: list[str] = []
+    for name in names:
+        reused = SPECS[name].reuses
+        if reused in names and reused not in order:
+            order.append(reused)
+        if name not in order:
+            order.append(name)
+    return order

@@ -48,23 +48,29 @@ class JobStatus:
     # when finished: the models saved, and those not, each with why ("skipped: …" / "failed: …")
     trained: list = field(default_factory=list)
     not_trained: dict = field(default_factory=dict)
+    phase: str = "train"  # "render" while a first run renders the default set, then "train"
+    clips_done: int = 0
+    clips_total: int = 0
+    phase_started_at: float = 0.0
 
     @property
     def fraction(self) -> float:
-        """Overall progress in [0, 1] across models and epochs."""
+        """Progress in [0, 1] of the current phase: clips rendered, or models and epochs trained."""
         if self.state == SUCCEEDED:
             return 1.0
+        if self.phase == "render":
+            return self.clips_done / self.clips_total if self.clips_total else 0.0
         if not self.n_models or not self.n_epochs:
             return 0.0
         return min(1.0, (self.model_index + self.epoch / self.n_epochs) / self.n_models)
 
     @property
     def seconds_left(self) -> Optional[float]:
-        """Estimated time left from the pace so far (``None`` before any progress)."""
+        """Estimated time left in the current phase from its pace so far (``None`` before any progress)."""
         done = self.fraction
         if self.state != RUNNING or done <= 0:
             return None
-        elapsed = self.updated_at - self.started_at
+        elapsed = self.updated_at - (self.phase_started_at or self.started_at)
         return max(0.0, elapsed * (1 - done) / done)
 
 
@@ -107,6 +113,19 @@ class StatusReporter:
         self.status.loss = float(value) if value is not None else None
         self._write()
 
+    def clips_rendered(self, done: int, total: int) -> None:
+        """A first run's render phase: ``done`` of ``total`` default-set clips exist."""
+        if self.status.phase != "render":
+            self.status.phase, self.status.phase_started_at = "render", time.time()
+        self.status.clips_done, self.status.clips_total = done, total
+        self.status.message = f"rendering the default set: {done} of {total} clips"
+        self._write()
+
+    def training(self, n_models: int) -> None:
+        """The training phase starts, with ``n_models`` to train."""
+        self.status.phase, self.status.phase_started_at, self.status.n_models = "train", time.time(), n_models
+        self._write()
+
     def note(self, message: str) -> None:
         self.status.message = message
         self._write()
@@ -135,13 +154,16 @@ class RetrainJobs:
         self.lock_path = self.state_dir / "retrain.lock"
         self.log_path = self.state_dir / "retrain.log"
 
-    def start(self, train_args: list[str]) -> JobStatus:
-        """Start ``python -m musiclust train <train_args>`` in the background.
+    def start(self, train_args: list[str], command: str = "train") -> JobStatus:
+        """Start ``python -m musiclust <command> <train_args>`` in the background (``train``, or
+        ``first-run``: render the default set and train its missing models).
 
         Raises :class:`JobBusyError` when a retrain is already running (in any session or process).
         """
         if any(not isinstance(a, str) for a in train_args):
             raise ParameterError("train arguments must be strings")
+        if command not in ("train", "first-run"):
+            raise ParameterError(f"unknown job command {command!r}")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -157,7 +179,7 @@ class RetrainJobs:
             write_status(self.status_path, JobStatus(RUNNING, job_id, 0, time.time(), time.time(), args=train_args, message="starting"))
             with open(self.log_path, "wb") as log:
                 child = subprocess.Popen(
-                    [sys.executable, "-m", "musiclust", "train", *args],
+                    [sys.executable, "-m", "musiclust", command, *args],
                     cwd=self.repo_root,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
