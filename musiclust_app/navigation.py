@@ -9,8 +9,9 @@ server process (``PagesManager.uses_pages_directory``). A fresh server's first r
 ``AppTest`` re-decides before each of its runs, so every run after ``switch_page`` does the same. This
 holds whether ``app.py`` names its pages by path (``st.Page("pages/x.py")``) or not, and
 ``client.showSidebarNavigation`` only hides the legacy page list. The project keeps its ``pages/``
-folder, so :func:`page_context` notices such a run and routes it itself: the same :func:`route` as
-``app.py``, whose ``st.navigation`` call ends the legacy mode for the process. Public API only.
+folder, so :func:`page_context` notices such a run and does what ``app.py`` does: :func:`route` (whose
+``st.navigation`` call also ends the legacy mode for the process) and :func:`run`. The sidebar and the
+page's widgets then have the same identities (and so the same state) as in a routed run. Public API only.
 """
 
 from __future__ import annotations
@@ -52,9 +53,13 @@ def run(page: StreamlitPage) -> None:
 
 
 def page_context() -> Context:
-    """A page's starting point: the sidebar's choices. Routes the run first when ``app.py`` did not
-    (see the module docstring)."""
+    """A page's starting point: the sidebar's choices.
+
+    When ``app.py`` did not route this run (see the module docstring), route it here and run the page
+    as ``app.py`` would (``st.navigation`` makes the rest of a script run as the main script, which would
+    give this page's widgets other identities than in a routed run), then stop this bare run."""
     routed, _this_run.routed = getattr(_this_run, "routed", False), False
     if not routed:
-        route()
+        run(route())
+        st.stop()
     return context()
