@@ -15,11 +15,10 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import librosa
 import numpy as np
-import pandas as pd
 import torch
 
 from musiclust.serving import answers
@@ -34,6 +33,9 @@ from musiclust.config import FeatureConfig
 from musiclust.paths import CHECKPOINTS
 from musiclust.errors import AudioError, MusiclustError, ParameterError  # noqa: F401  (MusiclustError: what callers catch)
 from musiclust.features.mel import TrackFeatures, compute_features
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MAX_LYRICS_CHARS = 20_000
 MAX_UPLOAD_BYTES = 50 * 2**20  # the app's upload limit (server.maxUploadSize = 50)

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
-import pandas as pd
 
-from musiclust.analysis.baselines import BASELINES
-from musiclust.analysis.metrics import HIGHER_IS_BETTER, METRICS, format_mean_std, summarize
 from musiclust.config import FeatureConfig
 from musiclust.models.registry import DISPLAY_ORDER, SPECS
 from musiclust.serving.bundle import ModelBundle, Neighbour
+
+if TYPE_CHECKING:  # pandas is imported where a table is built: placing an upload needs none
+    import pandas as pd
 
 TRACK_COLUMNS = ("id", "title", "artist", "group", "cluster", "x", "y", "path")
 UNKNOWN_GROUP = "unknown"
@@ -89,6 +89,8 @@ def model_info(bundle: ModelBundle, version: str) -> ModelInfo:
 
 def track_table(bundle: ModelBundle) -> pd.DataFrame:
     """The collection as one row per track: id, title, artist, group (``unknown`` when none), cluster, map x/y, path."""
+    import pandas as pd
+
     frame = pd.DataFrame(bundle.tracks)
     for column in ("artist", "group"):
         if column not in frame:
@@ -207,7 +209,7 @@ class MetricsTable:
     summary: pd.DataFrame
     metrics: list  # the metrics present, in METRICS order
     seeds: list  # the seeds the report holds
-    higher_is_better: dict = field(default_factory=lambda: dict(HIGHER_IS_BETTER))
+    higher_is_better: dict  # metric -> True when higher is better
 
     @property
     def n_seeds(self) -> int:
@@ -223,13 +225,21 @@ class MetricsTable:
         mean, std = float(entry[metric]), float(entry[f"{metric}_std"])
         if math.isnan(mean):
             return "–"
-        return f"{mean:.3f}" if int(entry["seeds"]) <= 1 else format_mean_std(mean, 0.0 if math.isnan(std) else std)
+        if int(entry["seeds"]) <= 1:
+            return f"{mean:.3f}"
+        from musiclust.analysis.metrics import format_mean_std
+
+        return format_mean_std(mean, 0.0 if math.isnan(std) else std)
 
 
 def metrics_table(report: Optional[dict]) -> Optional[MetricsTable]:
     """The summary of an evaluation report (``None`` when there is no report or it holds no rows)."""
     if not report or not report.get("rows"):
         return None
+    # Imported here: the analysis modules pull in scikit-learn, which placing an upload does not need.
+    from musiclust.analysis.baselines import BASELINES
+    from musiclust.analysis.metrics import HIGHER_IS_BETTER, METRICS, summarize
+
     summary = summarize(report["rows"])  # raises ParameterError on a report without scores
     if "conditioned_on_label" not in summary:
         summary["conditioned_on_label"] = False
@@ -239,4 +249,4 @@ def metrics_table(report: Optional[dict]) -> Optional[MetricsTable]:
         for m, c in zip(summary["model"], summary["conditioned_on_label"])
     ]
     seeds = sorted({int(r["seed"]) for r in report["rows"] if "seed" in r})
-    return MetricsTable(summary, [m for m in METRICS if m in summary], seeds)
+    return MetricsTable(summary, [m for m in METRICS if m in summary], seeds, dict(HIGHER_IS_BETTER))
