@@ -28,7 +28,7 @@ from musiclust.serving.answers import (  # noqa: F401  (re-exported: the answers
     ClusterCard, DecoderLabel, MetricsTable, ModelEntry, ModelInfo, Morph, Reconstruction, ReconstructionReport,
     model_catalogue,
 )
-from musiclust.serving.bundle import ModelBundle, Neighbour, Placement, reconstruction_mse
+from musiclust.serving.bundle import ModelBundle, Neighbour, Placement
 from musiclust.config import FeatureConfig
 from musiclust.paths import CHECKPOINTS
 from musiclust.errors import AudioError, MusiclustError, ParameterError  # noqa: F401  (MusiclustError: what callers catch)
@@ -169,8 +169,9 @@ class Service:
     def reconstruction_report(self, names: Sequence[str], track_id: Optional[str] = None,
                               mel_db: Optional[np.ndarray] = None, lyrics: Optional[str] = None) -> ReconstructionReport:
         """A collection track (``track_id``) or a new track (its ``mel_db``, and ``lyrics`` to place it)
-        reconstructed by each model of ``names``, with its error (:func:`reconstruction_mse`). A model that
-        cannot be loaded is left out and named in ``skipped`` with the reason."""
+        reconstructed by each model of ``names``, with its error
+        (:func:`musiclust.serving.bundle.reconstruction_mse`). A model that cannot be loaded is left out
+        and named in ``skipped`` with the reason."""
         _one_source(track_id, mel_db)
         lyrics = clean_user_lyrics(lyrics)
         loaded, skipped = {}, {}

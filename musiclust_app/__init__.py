@@ -1,5 +1,5 @@
-"""The musiclust web app (Streamlit), split by concern. ``app.py`` routes with :mod:`.navigation`; the
-pages (``pages/*.py``) use what this package exports and the :class:`musiclust.service.Service`, nothing else.
+"""The musiclust web app (Streamlit), split by concern. ``app.py`` routes with :func:`route` and :func:`run`;
+the pages (``pages/*.py``) use what this package exports and :class:`musiclust.service.Service`, nothing else.
 
 - :mod:`.navigation`: the page list, ``st.navigation``, a page's starting point.
 - :mod:`.state`: configuration from the environment, the cached Service and retrain jobs, the sidebar's choices.
@@ -10,7 +10,7 @@ pages (``pages/*.py``) use what this package exports and the :class:`musiclust.s
 - :mod:`.text`: escaping, track lines, playlists, labels.
 """
 
-from musiclust.serving.figures import MAP_MAX_POINTS, colour_for, map_figure, map_note, marker_size  # noqa: F401
+from musiclust.serving.figures import MAP_MAX_POINTS, map_figure, map_note, marker_size  # noqa: F401
 from musiclust_app.caches import collection_mel, morph, reconstruction_report, sonified, tracks_of  # noqa: F401
 from musiclust_app.components import (  # noqa: F401
     MAX_UPLOAD_MB, UPLOAD_TYPES, cluster_card, play_audio, play_track, playlist_buttons,
@@ -21,7 +21,4 @@ from musiclust_app.figures import (  # noqa: F401
 )
 from musiclust_app.navigation import page_context, route, run  # noqa: F401
 from musiclust_app.sidebar import load_model, require_model, require_trained  # noqa: F401
-from musiclust_app.state import Context  # noqa: F401
-from musiclust_app.text import (  # noqa: F401
-    TRAIN_COMMAND, csv_playlist, dataset_label, describe_label, file_digest, m3u_playlist, md, track_line,
-)
+from musiclust_app.text import TRAIN_COMMAND, dataset_label, describe_label, file_digest, md, track_line  # noqa: F401
