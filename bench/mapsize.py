@@ -1,7 +1,8 @@
 """Figure 5: the latent map for 1k, 10k and 100k points — building it, sending it, drawing it, panning it.
 
-Points are the trained collection repeated with a little jitter (ids made unique). The figure is built by
-the app's own ``app_support.map_figure`` with the latent map page's marker-size rule, then what
+Points are the trained collection repeated with a little jitter (ids made unique). The figure is the one the
+latent map page draws, built by the core's :func:`musiclust.serving.figures.map_figure` with its
+:func:`~musiclust.serving.figures.marker_size` rule (the benchmark never imports the app), then what
 ``st.plotly_chart`` does with it on the server (Plotly validation + JSON) is timed and the JSON payload
 measured. In the browser, a one-page Streamlit app draws that figure with ``st.plotly_chart(...,
 on_select="rerun")`` as the page does (without the page's sidebar and playlist widgets); we time
@@ -26,6 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from bench.common import REPO, Log, goal, ratio
+from musiclust.serving.figures import map_figure, marker_size, with_hover_text
 
 SMOOTH_EXTRA_STEP_MS = 33.0  # smooth: each pan step costs at most two 60 Hz frames more than on the reference map
 SMOOTH_EXTRA_LOAD_S = 1.0  # and the map is drawn at most this much later than the collection-size reference
@@ -35,18 +37,14 @@ MAP_APP = '''
 import json, os, sys, time
 sys.path.insert(0, {repo!r})
 import streamlit as st
-import app_support as ui
-from bench.mapsize import jittered_frame, marker_size
+from bench.mapsize import collection_frame, jittered_frame
+from musiclust.serving.figures import map_figure, marker_size
 
 n = int(st.query_params.get("n", "0"))
-ctx = ui.context()
-bundle = ui.require_model(ctx)
-if bundle is None:
-    st.stop()
-frame = ui.tracks_of(ctx)
+frame = st.cache_resource(collection_frame)(os.environ["BENCH_MAP_DATA"], os.environ["BENCH_MAP_CHECKPOINTS"], os.environ["BENCH_MAP_MODEL"])
 shown = jittered_frame(frame, n) if n else frame
 t0 = time.perf_counter()
-fig = ui.map_figure(shown, "cluster", marker_size=marker_size(len(shown)), height=600)
+fig = map_figure(shown, "cluster", marker_size=marker_size(len(shown)), height=600)
 t1 = time.perf_counter()
 st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"), key=f"map_{{n}}")
 t2 = time.perf_counter()
@@ -54,11 +52,6 @@ st.caption(f"bench map {{len(shown)}} points")
 with open(os.environ["BENCH_MAP_LOG"], "a") as handle:
     handle.write(json.dumps({{"n": len(shown), "figure_s": t1 - t0, "plotly_chart_s": t2 - t1}}) + "\\n")
 '''
-
-
-def marker_size(n: int) -> int:
-    """The latent map page's rule."""
-    return 7 if n < 1500 else 5 if n < 5000 else 3
 
 
 def jittered_frame(frame, n: int, seed: int = 0):
@@ -78,17 +71,10 @@ def jittered_frame(frame, n: int, seed: int = 0):
 
 
 def collection_frame(data: str, checkpoints: Path, model: str):
-    """The map page's table for ``model`` (via the app's own cached function), outside a Streamlit run."""
-    import logging
-    import sys
+    """The map page's table for ``model``: the service's track table with the figure's hover text."""
+    from musiclust.service import Service
 
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-    logging.getLogger("streamlit").setLevel(logging.ERROR)  # "no runtime" warnings: expected here
-    import app_support as ui
-
-    ctx = ui.Context(data, Path(checkpoints).resolve(), [model], model)
-    return ui.tracks_of(ctx)
+    return with_hover_text(Service(data, Path(checkpoints).resolve()).track_table(model))
 
 
 def server_side(frame, sizes: Sequence[int], repeats: int) -> list[dict]:
@@ -96,15 +82,13 @@ def server_side(frame, sizes: Sequence[int], repeats: int) -> list[dict]:
     import plotly
     import plotly.io
 
-    import app_support as ui
-
     rows = []
     for n in sizes:
         shown = jittered_frame(frame, n) if n != len(frame) else frame
         build, validate, to_json, size = [], [], [], 0
         for _ in range(repeats):
             t0 = time.perf_counter()
-            fig = ui.map_figure(shown, "cluster", marker_size=marker_size(len(shown)), height=600)
+            fig = map_figure(shown, "cluster", marker_size=marker_size(len(shown)), height=600)
             t1 = time.perf_counter()
             plotly.tools.return_figure_from_figure_or_data(fig, validate_figure=True)
             t2 = time.perf_counter()
@@ -162,7 +146,7 @@ def _pan(page) -> dict:
     }
 
 
-def browser_side(data: str, checkpoints: Path, sizes: Sequence[int], n_reference: int, log: Log) -> dict:
+def browser_side(data: str, checkpoints: Path, model: str, sizes: Sequence[int], n_reference: int, log: Log) -> dict:
     from bench.browser import chromium, page_errors, server, wait_rendered
 
     out = {"rows": [], "webgl": None, "extra_chromium_flags": []}
@@ -170,7 +154,8 @@ def browser_side(data: str, checkpoints: Path, sizes: Sequence[int], n_reference
         script = Path(tmp) / "bench_map_app.py"
         script.write_text(MAP_APP.format(repo=str(REPO)))
         log_path = Path(tmp) / "server.jsonl"
-        env = {"MUSICLUST_DATA": data, "MUSICLUST_CHECKPOINTS": str(checkpoints), "MUSICLUST_JOBS": str(Path(tmp) / "jobs"), "BENCH_MAP_LOG": str(log_path)}
+        env = {"BENCH_MAP_DATA": data, "BENCH_MAP_CHECKPOINTS": str(checkpoints), "BENCH_MAP_MODEL": model,
+               "BENCH_MAP_LOG": str(log_path)}
         flags: tuple = ()
         with chromium() as b:
             page = b.new_page()
@@ -231,7 +216,7 @@ def run(data: str, checkpoints: Path, model: str, sizes: Sequence[int], repeats:
         if problem:
             result["browser"] = {"skipped": problem}
         else:
-            b = browser_side(data, checkpoints, sizes, n0, log)
+            b = browser_side(data, checkpoints, model, sizes, n0, log)
             bref = next((r for r in b["rows"] if r.get("reference")), {})
             for row in b["rows"]:
                 if "page_to_drawn_s" in row and "page_to_drawn_s" in bref:

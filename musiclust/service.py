@@ -1,8 +1,11 @@
 """What the app and the CLI call: trained models loaded once, and the questions people ask of them.
 
-Upload a track -> its cluster, map position and neighbours; a collection track's reconstruction
-and how it sounds; a morph between two tracks; the metric tables. Nothing here imports Streamlit;
-nothing here writes to the checkpoints (training does, through :mod:`musiclust.serving.checkpoint`).
+Upload a track -> its cluster, map position and neighbours; a collection track's spectrogram, its
+reconstruction by each model and how it sounds; a morph between two tracks; cluster cards; the metric
+tables; the model catalogue. The app's pages call this door only: answers are plain dataclasses and data
+frames (:mod:`musiclust.serving.answers`), never a network. Every method raises a
+:class:`~musiclust.errors.MusiclustError` with a clear message on bad input. Nothing here imports
+Streamlit; nothing here writes to the checkpoints (training does, through :mod:`musiclust.serving.checkpoint`).
 """
 
 from __future__ import annotations
@@ -12,19 +15,27 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import librosa
 import numpy as np
 import torch
 
+from musiclust.serving import answers
 from musiclust.serving import checkpoint as ckpt
 from musiclust.features.audio import AudioSource
-from musiclust.serving.bundle import ModelBundle, Placement
+from musiclust.serving.answers import (  # noqa: F401  (re-exported: the answers of this door)
+    ClusterCard, DecoderLabel, MetricsTable, ModelEntry, ModelInfo, Morph, Reconstruction, ReconstructionReport,
+    model_catalogue,
+)
+from musiclust.serving.bundle import ModelBundle, Neighbour, Placement
 from musiclust.config import FeatureConfig
 from musiclust.paths import CHECKPOINTS
-from musiclust.errors import AudioError, ParameterError
+from musiclust.errors import AudioError, MusiclustError, ParameterError  # noqa: F401  (MusiclustError: what callers catch)
 from musiclust.features.mel import TrackFeatures, compute_features
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MAX_LYRICS_CHARS = 20_000
 MAX_UPLOAD_BYTES = 50 * 2**20  # the app's upload limit (server.maxUploadSize = 50)
@@ -118,9 +129,96 @@ class Service:
         """The latest evaluation report (``python -m musiclust evaluate`` or the one written by ``train``)."""
         return ckpt.load_report(self.root, "evaluation")
 
+    def metrics_table(self) -> Optional[MetricsTable]:
+        """The evaluation report summarised per model and baseline (``None`` when there is none yet)."""
+        return answers.metrics_table(self.evaluation())
+
     def track_path(self, bundle: ModelBundle, track_id: str) -> Path:
         """The audio file of a collection track (ids come from the checkpoint, never from user input)."""
         return Path(bundle.tracks[bundle.row(track_id)]["path"])
+
+    # --- what the pages ask, by model name ---------------------------------------------------------
+    def model(self, name: str) -> ModelInfo:
+        """The facts of a trained model (loading it once, as :meth:`bundle`)."""
+        return answers.model_info(self.bundle(name), self.version(name))
+
+    def track_table(self, name: str) -> pd.DataFrame:
+        """The collection as ``name`` sees it: id, title, artist, group, cluster, map x/y, path."""
+        return answers.track_table(self.bundle(name))
+
+    def neighbours(self, name: str, track_id: str, n: int = 5) -> list[Neighbour]:
+        """The ``n`` collection tracks nearest a collection track in the model's space."""
+        return self.bundle(name).neighbours_of(track_id, n)
+
+    def cluster_card(self, name: str, cluster: int) -> Optional[ClusterCard]:
+        """A cluster's size, group mix, top lyric terms and most typical track (``None`` if not recorded)."""
+        return answers.cluster_card(self.bundle(name), cluster)
+
+    def collection_mel(self, name: str, track_id: str) -> np.ndarray:
+        """The log-mel (dB, ``(n_mels, T)``) of a collection track, as model ``name`` computes features."""
+        bundle = self.bundle(name)
+        return compute_features(self.track_path(bundle, track_id), bundle.feature_config).mel_db
+
+    def decoder_label(self, name: str, track_id: Optional[str] = None, mel_db: Optional[np.ndarray] = None,
+                      lyrics: Optional[str] = None) -> Optional[DecoderLabel]:
+        """The label a conditioned decoder gets for a collection track or a new track's ``mel_db`` (``None``
+        for a model whose decoder sees no label): the track's own group, else its cluster's majority group."""
+        _one_source(track_id, mel_db)
+        return answers.decoder_label(self.bundle(name), track_id, mel_db, clean_user_lyrics(lyrics))
+
+    def reconstruction_report(self, names: Sequence[str], track_id: Optional[str] = None,
+                              mel_db: Optional[np.ndarray] = None, lyrics: Optional[str] = None) -> ReconstructionReport:
+        """A collection track (``track_id``) or a new track (its ``mel_db``, and ``lyrics`` to place it)
+        reconstructed by each model of ``names``, with its error
+        (:func:`musiclust.serving.bundle.reconstruction_mse`). A model that cannot be loaded is left out
+        and named in ``skipped`` with the reason."""
+        _one_source(track_id, mel_db)
+        lyrics = clean_user_lyrics(lyrics)
+        loaded, skipped = {}, {}
+        for name in names:
+            try:
+                loaded[name] = self.bundle(name)
+            except MusiclustError as exc:
+                skipped[name] = str(exc)
+        if not loaded:
+            raise ParameterError("no model to reconstruct with: " + "; ".join(f"{n}: {r}" for n, r in skipped.items()))
+        if mel_db is None:
+            first = next(iter(loaded.values()))
+            mel_db = compute_features(self.track_path(first, track_id), first.feature_config).mel_db
+        rows = []
+        for name, bundle in loaded.items():
+            label = answers.decoder_label(bundle, track_id, mel_db if track_id is None else None, lyrics)
+            recon, error = bundle.reconstruction_error(mel_db, label.index if label else None)
+            rows.append(Reconstruction(name, recon, error, label))
+        return ReconstructionReport(mel_db, rows, skipped)
+
+    def morph(self, name: str, track_a: str, track_b: str, steps: int = 8) -> Morph:
+        """The straight walk from collection track A's latent to B's, decoded one segment per step; a
+        conditioned decoder gets track A's label at every step."""
+        bundle = self.bundle(name)
+        mel_a, mel_b = self.collection_mel(name, track_a), self.collection_mel(name, track_b)
+        label = answers.decoder_label(bundle, track_a)
+        walk = morph(bundle, mel_a, mel_b, steps, label.index if label else None)
+        return Morph(walk, steps, self.model(name).segment_seconds, label)
+
+    def sonify(self, name: str, mel_db: np.ndarray, n_iter: int = GRIFFIN_LIM_ITERATIONS) -> np.ndarray:
+        """Audio (float32, at the model's sample rate) rendered from a dB log-mel by Griffin-Lim (:func:`sonify`)."""
+        return sonify(mel_db, self.bundle(name).feature_config, n_iter)
+
+
+def _one_source(track_id: Optional[str], mel_db: Optional[np.ndarray]) -> None:
+    if (track_id is None) == (mel_db is None):
+        raise ParameterError("give either a collection track id or a new track's log-mel, not both or neither")
+
+
+def training_defaults() -> dict:
+    """The retrain form's starting values: what ``python -m musiclust train`` uses without options."""
+    from musiclust.models.training import TrainConfig
+    from musiclust.pipeline import Settings
+
+    settings = Settings()
+    return {"epochs": int(settings.epochs or TrainConfig().epochs), "latent_dim": settings.latent_dim,
+            "beta": float(settings.beta), "seed": settings.seed}
 
 
 def sonify(mel_db: np.ndarray, config: FeatureConfig = FeatureConfig(), n_iter: int = GRIFFIN_LIM_ITERATIONS) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-import app_support as ui
+import musiclust_app as ui
+from musiclust.service import MusiclustError
 
 ctx = ui.page_context()
 st.title("Latent map")
@@ -11,8 +12,8 @@ st.caption(
     "to the model. Click a point to play it; draw a box or lasso (toolbar, top right) to list several."
 )
 
-bundle = ui.require_model(ctx)
-if bundle is None:
+model = ui.require_model(ctx)
+if model is None:
     st.stop()
 
 frame = ui.tracks_of(ctx)
@@ -28,11 +29,11 @@ event = st.plotly_chart(
     fig,
     on_select="rerun",
     selection_mode=("points", "box", "lasso"),
-    key=f"map_{ctx.dataset}_{ctx.model}_{ctx.version()}_{colour_by}_{'-'.join(map(str, chosen))}",
+    key=f"map_{ctx.dataset}_{ctx.model}_{model.version}_{colour_by}_{'-'.join(map(str, chosen))}",
 )
 note = ui.map_note(min(len(shown), ui.MAP_MAX_POINTS), len(shown))
 st.caption((f"{note.capitalize()}: lasso selects among the points drawn · " if note else "")
-           + f"{len(shown):,} of {len(frame):,} tracks · {bundle.k} clusters · model {ctx.model}")
+           + f"{len(shown):,} of {len(frame):,} tracks · {model.k} clusters · model {ctx.model}")
 
 points = (event.selection.get("points") if event is not None else None) or []
 # Only scatter points carry a track id (a click on a large map's density layer selects no track).
@@ -43,19 +44,19 @@ if len(ids) == 1:
     row = frame[frame["id"] == track_id].iloc[0]
     st.subheader("Selected track", anchor=False)
     st.markdown(ui.track_line(row["title"], row["artist"], row["group"]) + f" · cluster {int(row['cluster'])}")
-    ui.play_file(row["path"])
+    ui.play_track(row["path"])
     spec, near = st.columns([3, 2])
     with spec:
         st.markdown("**Mel spectrogram**")
         try:
-            st.plotly_chart(ui.mel_figure(ui.mel_of(bundle, row["path"]), bundle.feature_config, height=300), key="map_mel")
-        except Exception as exc:  # a collection file changed or vanished since training
+            st.plotly_chart(ui.mel_figure(ui.collection_mel(ctx, track_id), model.feature_config, height=300), key="map_mel")
+        except MusiclustError as exc:  # a collection file changed or vanished since training
             st.warning(f"The spectrogram could not be computed: {ui.md(exc)}")
     with near:
         st.markdown("**Its five nearest tracks**")
-        for n in bundle.neighbours_of(track_id):
+        for n in ctx.service.neighbours(ctx.model, track_id):
             st.markdown(f"{ui.track_line(n.title, n.artist, n.group)} · distance {n.distance:.2f}")
-            ui.play_file(n.path)
+            ui.play_track(n.path)
 elif len(ids) > 1:
     selected = frame.set_index("id").loc[ids].reset_index()
     st.subheader(f"{len(selected)} tracks selected", anchor=False)
@@ -69,8 +70,7 @@ st.divider()
 st.subheader("A cluster as a playlist", anchor=False)
 cluster = st.selectbox("Cluster", clusters, key="playlist_cluster", format_func=lambda c: f"cluster {c}")
 members = frame[frame["cluster"] == cluster]
-cards = bundle.meta.get("clusters") or []
-card = cards[cluster] if cluster < len(cards) else {}
-mix = ", ".join(f"{ui.md(g)} {n}" for g, n in list((card.get("groups") or {}).items())[:4])
+card = ctx.service.cluster_card(ctx.model, cluster)
+mix = ", ".join(f"{ui.md(g)} {n}" for g, n in list(card.groups.items())[:4]) if card else ""
 st.caption(f"{len(members)} tracks" + (f" · {mix}" if mix else ""))
 ui.playlist_buttons(members, f"musiclust-cluster-{cluster}", key="cluster")

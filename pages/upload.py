@@ -1,14 +1,16 @@
 """Your track: upload a recording (and its lyrics) and see where it lands in the collection."""
 
-import hashlib
 import time
 
 import streamlit as st
 
-import app_support as ui
-from musiclust.errors import MusiclustError
+import musiclust_app as ui
+from musiclust.service import MusiclustError, model_catalogue
 
 KEEP_ANALYSES = 6
+CATALOGUE = model_catalogue()
+LYRIC_MODELS = [m.name for m in CATALOGUE if m.uses_lyrics]
+AUDIO_ALONE_WITHOUT_LYRICS = [m.name for m in CATALOGUE if m.uses_lyrics and not m.joins_lyrics]
 
 ctx = ui.page_context()
 st.title("Your track")
@@ -29,22 +31,21 @@ with left:
 with right:
     lyrics = st.text_area(
         "Lyrics (optional)", key="lyrics", height=122, max_chars=20_000, placeholder="Paste the words, if the track has any",
-        help="Read by the models that use lyrics (mvae_poe, conv_vae_fusion); the others place the track by its audio alone.",
+        help=f"Read by the models that use lyrics ({', '.join(LYRIC_MODELS)}); the others place the track by its audio alone.",
     )
 
 if upload is None:
-    ui.prewarm(ctx)  # the model loads in the background while you pick a file
+    ctx.prewarm()  # the model loads in the background while you pick a file
     st.info("Upload a file to see its cluster, its place on the map and its nearest neighbours.", icon=":material/upload:")
     st.stop()
 
-bundle = ui.require_model(ctx)
-if bundle is None:
+model = ui.require_model(ctx)
+if model is None:
     st.stop()
 
 data = upload.getvalue()
 digest = ui.file_digest(data)
-version = ctx.version()
-key = (digest, hashlib.sha256(lyrics.encode()).hexdigest(), ctx.dataset, ctx.model, version)
+key = (digest, ui.file_digest(lyrics.encode()), ctx.dataset, ctx.model, model.version)
 analyses = st.session_state.setdefault("_analyses", {})
 if key not in analyses:
     started = time.perf_counter()
@@ -82,38 +83,39 @@ m2.metric("Distance to centre", f"{placement.distance_to_centre:.2f}", help="In 
 m3.metric("Cluster median distance", f"{placement.cluster_median_distance:.2f}", help="Median over the cluster's members")
 m4.metric("Answered in", f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s")
 if lyrics.strip() and not placement.used_lyrics:
-    st.caption(f"{ctx.model} places tracks by their audio alone: the lyrics were not used. Pick mvae_poe or conv_vae_fusion to use them.")
+    st.caption(f"{ctx.model} places tracks by their audio alone: the lyrics were not used. "
+               f"Pick {' or '.join(LYRIC_MODELS)} to use them.")
 elif placement.used_lyrics:
     st.caption("Placed by its audio and its lyrics.")
-elif bundle.reads_no_lyrics_as_no_words:
+elif model.reads_no_lyrics_as_no_words:
     st.caption(
         f"{ctx.model} reads a track given without lyrics as one without words (instrumental). If yours has words, "
-        "paste them, or pick mvae_poe, which places a track without lyrics by its audio alone."
+        f"paste them, or pick {' or '.join(AUDIO_ALONE_WITHOUT_LYRICS)}, which places a track without lyrics by its audio alone."
     )
 
 map_col, card_col = st.columns([3, 2])
 with map_col:
     st.subheader("On the map")
     st.caption("The collection's UMAP map coloured by cluster; the star is your track.")
-    fig = ui.map_figure(frame, "cluster", marker_size=ui.marker_size(len(frame)), height=460, upload=placement.coords, upload_name="your track")
+    fig = ui.map_figure(frame, "cluster", marker_size=ui.marker_size(len(frame)), height=460, upload=placement.coords,
+                        upload_name="your track")
     st.plotly_chart(fig, key="upload_map")
 with card_col:
     st.subheader(f"Cluster {c}")
-    ui.cluster_card(bundle, c, frame, key="upload_card")
+    ui.cluster_card(ctx, c, key="upload_card")
 
 st.subheader("Five nearest tracks")
 st.caption("Nearest in the model's latent space (smaller distance = more alike). Play them to compare.")
+clusters = dict(zip(frame["id"], frame["cluster"]))
 for n in placement.neighbours:
     text, player = st.columns([2, 3], vertical_alignment="center")
-    row = frame[frame["id"] == n.id]
-    cluster = int(row["cluster"].iloc[0]) if len(row) else "?"
-    text.markdown(f"{ui.track_line(n.title, n.artist, n.group)}  \ncluster {cluster} · distance {n.distance:.2f}")
+    text.markdown(f"{ui.track_line(n.title, n.artist, n.group)}  \ncluster {clusters.get(n.id, '?')} · distance {n.distance:.2f}")
     with player:
-        ui.play_file(n.path)
+        ui.play_track(n.path)
 
 st.subheader("Its mel spectrogram")
 st.caption(f"Log-mel power in dB of the {answer.features.duration:.0f} s the model heard.")
-st.plotly_chart(ui.mel_figure(answer.features.mel_db, bundle.feature_config, height=320), key="upload_mel")
+st.plotly_chart(ui.mel_figure(answer.features.mel_db, model.feature_config, height=320), key="upload_mel")
 st.caption("Your upload:")
 st.audio(data, format=upload.type or "audio/wav")
 if lyrics.strip():

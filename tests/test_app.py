@@ -291,12 +291,11 @@ def test_last_upload_is_reconstructed_with_a_named_label(app_env, real_clip_path
 
 
 # --- helpers that do not need a running app -------------------------------------------------------
-def test_map_figure_is_one_trace_per_colour_and_fast_at_10000_points(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO))
+def test_map_figure_is_one_trace_per_colour_and_fast_at_10000_points():
     import numpy as np
     import pandas as pd
 
-    import app_support as ui
+    from musiclust.serving import figures as ui
 
     n, rng = 10_000, np.random.default_rng(0)
     frame = pd.DataFrame({
@@ -316,11 +315,10 @@ def test_map_figure_is_one_trace_per_colour_and_fast_at_10000_points(monkeypatch
     assert "<b>" not in fig.data[0].customdata[0][1], "titles are escaped in hover text"
 
 
-def test_playlists_are_m3u_and_csv_with_absolute_paths(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO))
+def test_playlists_are_m3u_and_csv_with_absolute_paths(tmp_path):
     import pandas as pd
 
-    import app_support as ui
+    from musiclust_app import text as ui
 
     rows = pd.DataFrame({"id": ["a", "b"], "title": ["One", "Two\nlines"], "artist": ["X", ""], "group": ["g", "h"],
                          "cluster": [0, 1], "path": [str(tmp_path / "a.wav"), "relative/b.flac"]})

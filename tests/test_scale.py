@@ -6,7 +6,6 @@ not depend on what the latents came from)."""
 from __future__ import annotations
 
 import html
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -76,9 +75,8 @@ def test_nearest_with_cached_norms_equals_the_plain_search(dtype):
     assert 3 not in idx
 
 
-def test_map_figure_draws_a_sample_over_a_density_layer_and_says_so(monkeypatch):
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))  # app_support is at the repo root
-    import app_support as ui
+def test_map_figure_draws_a_sample_over_a_density_layer_and_says_so():
+    from musiclust.serving import figures as ui
 
     n, rng = 3000, np.random.default_rng(1)
     frame = pd.DataFrame({

@@ -1,0 +1,24 @@
+"""The musiclust web app (Streamlit), split by concern. ``app.py`` routes with :func:`route` and :func:`run`;
+the pages (``pages/*.py``) use what this package exports and :class:`musiclust.service.Service`, nothing else.
+
+- :mod:`.navigation`: the page list, ``st.navigation``, a page's starting point.
+- :mod:`.state`: configuration from the environment, the cached Service and retrain jobs, the sidebar's choices.
+- :mod:`.caches`: tables and computed arrays, cached per model version (``st.cache_data``).
+- :mod:`.sidebar`: data set, model, retrain form and progress; the pages' guards.
+- :mod:`.components`: players, playlist downloads, a cluster's card.
+- :mod:`.figures`: Plotly figures (the latent map itself is :mod:`musiclust.serving.figures`).
+- :mod:`.text`: escaping, track lines, playlists, labels.
+"""
+
+from musiclust.serving.figures import MAP_MAX_POINTS, map_figure, map_note, marker_size  # noqa: F401
+from musiclust_app.caches import collection_mel, morph, reconstruction_report, sonified, tracks_of  # noqa: F401
+from musiclust_app.components import (  # noqa: F401
+    MAX_UPLOAD_MB, UPLOAD_TYPES, cluster_card, play_audio, play_track, playlist_buttons,
+)
+from musiclust_app.figures import (  # noqa: F401
+    METRIC_LABELS, contingency_figure, contingency_height, mel_figure, metric_figure, morph_figure,
+    reconstruction_figure, training_curves_figure,
+)
+from musiclust_app.navigation import page_context, route, run  # noqa: F401
+from musiclust_app.sidebar import load_model, require_model, require_trained  # noqa: F401
+from musiclust_app.text import TRAIN_COMMAND, dataset_label, describe_label, file_digest, md, track_line  # noqa: F401

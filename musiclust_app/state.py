@@ -1,0 +1,133 @@
+"""What the sidebar chose and the shared, cached resources: the data set's :class:`Service` and the retrain jobs.
+
+Configuration comes from the environment so tests (and people) can point the app elsewhere:
+``MUSICLUST_DATA`` (the data set shown first, default ``default``), ``MUSICLUST_CHECKPOINTS`` and
+``MUSICLUST_JOBS`` (read by :func:`musiclust.paths.checkpoints_root` and :func:`musiclust.paths.jobs_dir`).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import streamlit as st
+
+from musiclust.errors import MusiclustError
+from musiclust.paths import DEFAULT_AUDIO_ROOT, REPO_ROOT, checkpoints_root, jobs_dir
+from musiclust.service import ModelInfo, Service, dataset_slug, model_catalogue
+from musiclust.serving.jobs import RetrainJobs
+
+PIANO = "default:piano"
+
+
+def initial_dataset() -> str:
+    """The data set shown first: ``MUSICLUST_DATA`` or the default set."""
+    return os.environ.get("MUSICLUST_DATA") or "default"
+
+
+def dataset_options() -> list[str]:
+    """The data sets offered in the sidebar: the configured one (``MUSICLUST_DATA``), the default set and
+    its all-piano variant when rendered or trained (a folder or CSV is typed in)."""
+    options = [initial_dataset(), "default"]
+    if (DEFAULT_AUDIO_ROOT / "piano").is_dir() or (checkpoints_root() / dataset_slug(PIANO)).is_dir():
+        options.append(PIANO)
+    return list(dict.fromkeys(options))
+
+
+# --- cached resources: one per server process ----------------------------------------------------
+@st.cache_resource(show_spinner=False)
+def get_service(dataset: str, root: str) -> Service:
+    """The data set's door to its trained models; it loads each model once per checkpoint version."""
+    return Service(dataset, Path(root))
+
+
+@st.cache_resource(show_spinner=False)
+def get_jobs(state_dir: str) -> RetrainJobs:
+    return RetrainJobs(state_dir=Path(state_dir), repo_root=REPO_ROOT)
+
+
+def jobs() -> RetrainJobs:
+    return get_jobs(str(jobs_dir()))
+
+
+@st.cache_resource(show_spinner=False)
+def _prewarm(dataset: str, root: str, name: str, version: str) -> threading.Thread:
+    """Load a model and push a short noise signal through the upload path in a background thread (plain
+    Python: no Streamlit calls), so the first real upload skips the libraries' one-off start-up."""
+    service = get_service(dataset, root)
+
+    def work() -> None:
+        try:
+            rate = service.model(name).feature_config.sample_rate
+            service.analyse(name, _noise_wav(rate), None, n_neighbours=1)
+        except Exception:  # noqa: BLE001 - a failed warm-up only means the first upload is slower
+            pass
+
+    thread = threading.Thread(target=work, name=f"musiclust-prewarm-{name}", daemon=True)
+    thread.start()
+    return thread
+
+
+def _noise_wav(sample_rate: int) -> bytes:
+    import soundfile
+
+    noise = np.random.default_rng(0).normal(0.0, 0.05, int(3.2 * sample_rate)).astype(np.float32)
+    buffer = io.BytesIO()
+    soundfile.write(buffer, noise, sample_rate, format="WAV")
+    return buffer.getvalue()
+
+
+# --- the sidebar's choices ---------------------------------------------------------------------
+@dataclass
+class Context:
+    """What the sidebar chose: the data set, its trained models and the model in use."""
+
+    dataset: str
+    root: Path
+    models: list[str]
+    model: Optional[str]
+
+    @property
+    def service(self) -> Service:
+        return get_service(self.dataset, str(self.root))
+
+    def version(self, name: Optional[str] = None) -> str:
+        """The checkpoint version of ``name`` (default: the model in use); a retrain changes it."""
+        return self.service.version(name or self.model)
+
+    def info(self, name: Optional[str] = None) -> ModelInfo:
+        """The facts of ``name`` (default: the model in use), loading it once per version."""
+        with st.spinner("Loading the model…"):
+            return self.service.model(name or self.model)
+
+    def prewarm(self) -> None:
+        """Load the model in use in the background (while a person picks a file)."""
+        if self.model:
+            _prewarm(self.dataset, str(self.root), self.model, self.version())
+
+
+def preferred_model(models: list[str]) -> Optional[str]:
+    """The first trained model in the catalogue's display order."""
+    for entry in model_catalogue():
+        if entry.name in models:
+            return entry.name
+    return models[0] if models else None
+
+
+def context() -> Context:
+    """The sidebar's choices (the defaults before the sidebar ran)."""
+    dataset = st.session_state.get("_dataset") or initial_dataset()
+    root = checkpoints_root()
+    try:
+        models = get_service(dataset, str(root)).models()
+    except MusiclustError:
+        models = []
+    model = st.session_state.get("model_choice")
+    if model not in models:
+        model = preferred_model(models)
+    return Context(dataset, root, models, model)
