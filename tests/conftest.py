@@ -20,6 +20,23 @@ PER_GROUP = 5
 CLIP_SECONDS = 8.0
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _library_roots(tmp_path_factory):
+    """The tests' music folders live under pytest's temporary folder: make it a library root, beside
+    the repo's data/, for every process the tests start (the app and app-started retrains check roots).
+    Tests of the roots themselves set their own value."""
+    import os
+
+    roots = os.pathsep.join([str(REPO / "data"), str(tmp_path_factory.getbasetemp())])
+    before = os.environ.get("MUSICLUST_LIBRARY_ROOTS")
+    os.environ["MUSICLUST_LIBRARY_ROOTS"] = roots
+    yield roots
+    if before is None:
+        os.environ.pop("MUSICLUST_LIBRARY_ROOTS", None)
+    else:
+        os.environ["MUSICLUST_LIBRARY_ROOTS"] = before
+
+
 @pytest.fixture(autouse=True)
 def _keep_the_main_module():
     """Streamlit's AppTest leaves ``sys.modules["__main__"]`` set to the page it ran; a process started
