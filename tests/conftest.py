@@ -31,6 +31,18 @@ def _keep_the_main_module():
     sys.modules["__main__"] = main
 
 
+@pytest.fixture(autouse=True)
+def _browser_present(request):
+    """A browser test fails, never skips, when Chromium is missing: CI installs it (``scripts/setup
+    --browser``), and a skip there would pass a run that never opened the app in a browser. Elsewhere,
+    deselect them: ``-m "not browser"``."""
+    if request.node.get_closest_marker("browser"):
+        from bench.browser import browser_problem
+
+        if problem := browser_problem():
+            pytest.fail(f"{problem}; run scripts/setup --browser, or deselect these tests with -m 'not browser'", pytrace=False)
+
+
 def _manifest_rows() -> list[dict]:
     with open(REPO / "data" / "manifest.csv", newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))

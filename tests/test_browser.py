@@ -1,12 +1,15 @@
 """The app in a real browser: ``streamlit run`` on a free port, driven by Playwright through Debian's Chromium.
 
-Upload a real clip and see its cluster; click a point of the latent map and get a player for that track;
-a screenshot of every page goes to ``test-artifacts/`` (gitignored) for people to look at.
-Run with ``pytest -m browser``; skipped when Chromium or Playwright is missing.
+Upload a real clip and see the cluster the service gives that file; click a point of the latent map and
+hear that track (the page serves its file byte for byte); a screenshot of every page goes to
+``test-artifacts/`` (gitignored) for people to look at. Run alone with ``pytest -m browser``; without
+Chromium these tests fail (``scripts/setup --browser`` installs it), they never skip.
 """
 
 from __future__ import annotations
 
+import hashlib
+import html
 import os
 import socket
 import subprocess
@@ -29,9 +32,7 @@ IDLE = ("[data-testid='stApp'][data-test-script-state='notRunning']"
         "[data-test-connection-state='CONNECTED']")
 CHART = "[data-testid='stPlotlyChart'] .js-plotly-plot"
 
-sync_api = pytest.importorskip("playwright.sync_api")
-if not Path(CHROMIUM).is_file():
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)", allow_module_level=True)
+from playwright import sync_api  # noqa: E402  (a pinned requirement; Chromium is checked by conftest)
 
 
 def free_port() -> int:
@@ -126,7 +127,12 @@ def open_page(page, url: str, path: str = "") -> float:
     return time.perf_counter() - started
 
 
-def test_upload_shows_its_cluster(server, page, real_clip_paths):
+def sidebar_model(page) -> str:
+    """The model the sidebar has chosen (the page answers with it)."""
+    return page.locator("[data-testid='stSidebar'] input[role='combobox'][aria-label='Model']").input_value().strip()
+
+
+def test_upload_shows_its_cluster(server, page, real_clip_paths, trained_checkpoints, real_music_folder):
     first = open_page(page, server)
     print(f"time to first page: {first:.2f} s")
     assert_no_exception(page)
@@ -142,8 +148,14 @@ def test_upload_shows_its_cluster(server, page, real_clip_paths):
     print(f"upload to answer (browser): {answered:.2f} s")
     assert_no_exception(page)
     assert clip.name in success.inner_text()
+    from musiclust.service import Service
+
+    model = sidebar_model(page)
+    expected = Service(str(real_music_folder), trained_checkpoints).analyse(model, clip).placement
     values = page.locator("[data-testid='stMetricValue']").all_inner_texts()
-    assert values[0].strip().isdigit(), values
+    assert values[0].strip() == str(expected.cluster), f"the page says cluster {values[0]}, {model} says {expected.cluster}"
+    assert f"lands in cluster {expected.cluster}," in success.inner_text()
+    assert values[1].strip() == f"{expected.distance_to_centre:.2f}", "the distance to the centre is the service's"
     print(f"analysis time shown by the page: {values[-1].strip()}")
     assert page.locator("[data-testid='stAudio']").count() >= 6, "five neighbours and the cluster's typical track"
     page.wait_for_timeout(500)  # let the plots finish drawing
@@ -155,7 +167,21 @@ def point_to_click(page) -> dict:
     return page.evaluate(POINT_JS, CHART)
 
 
-def test_clicking_a_map_point_plays_that_track(server, page):
+# The block the latent-map page draws for a clicked track: the element after the "Selected track" heading
+# (its title line) and the first player after it (its file), siblings in the page's main column.
+SELECTED_JS = """() => {
+    const head = [...document.querySelectorAll("[data-testid='stMain'] h3")].find(h => h.innerText.trim() === "Selected track");
+    if (!head) return null;
+    const box = head.closest("[data-testid='stElementContainer']");
+    const line = box && box.nextElementSibling;
+    let next = line, audio = null;
+    while (next && !audio) { audio = next.querySelector("[data-testid='stAudio']"); next = next.nextElementSibling; }
+    const src = audio && (audio.getAttribute("src") || (audio.querySelector("audio") || {}).src);
+    return line ? {line: line.innerText, src: src || null} : null;
+}"""
+
+
+def test_clicking_a_map_point_plays_that_track(server, page, trained_checkpoints, real_music_folder):
     open_page(page, server, "latent_map")  # a fresh URL straight to the page: the sidebar must still be there
     assert_no_exception(page)
     assert page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").count() >= 2
@@ -170,13 +196,17 @@ def test_clicking_a_map_point_plays_that_track(server, page):
     page.get_by_text("Selected track").wait_for(timeout=30_000)
     wait_idle(page)
     assert_no_exception(page)
-    selected = page.locator("[data-testid='stMainBlockContainer']")
-    assert target["title"] in selected.inner_text(), "the clicked track is the one shown"
-    audio = page.locator("[data-testid='stAudio']")
-    assert audio.count() >= 1
-    src = audio.first.get_attribute("src") or audio.first.locator("audio").get_attribute("src")
-    reply = page.request.get(src if src.startswith("http") else f"{server}{src}")
-    assert reply.ok and len(reply.body()) > 10_000, "the player serves that track's audio"
+    selected = page.evaluate(SELECTED_JS)
+    assert selected and selected["src"], "the page shows the selected track with a player"
+    assert html.unescape(target["title"]) in selected["line"], f"clicked {target['title']!r}, the page shows {selected['line']!r}"
+    from musiclust.service import Service
+
+    service = Service(str(real_music_folder), trained_checkpoints)
+    path = service.track_path(service.bundle(sidebar_model(page)), target["id"])
+    reply = page.request.get(selected["src"] if selected["src"].startswith("http") else f"{server}{selected['src']}")
+    assert reply.ok
+    assert hashlib.sha256(reply.body()).hexdigest() == hashlib.sha256(path.read_bytes()).hexdigest(), \
+        f"the player does not serve {path.name}, the clicked track's file"
     page.wait_for_timeout(500)
     shot(page, "2-latent-map-clicked")
 
