@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from browser_support import POINT_JS
+from browser_support import POINT_JS, SELECTED_JS
 
 pytestmark = pytest.mark.browser
 
@@ -31,6 +31,9 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 IDLE = ("[data-testid='stApp'][data-test-script-state='notRunning']"
         "[data-test-connection-state='CONNECTED']")
 CHART = "[data-testid='stPlotlyChart'] .js-plotly-plot"
+# Every browser wait is a guard against a hang, never a speed verdict: on a 2-core machine busy with other
+# work a page took over 30 s to answer a click. Set as each page's default timeout too.
+HANG_MS = 300_000
 
 from playwright import sync_api  # noqa: E402  (a pinned requirement; Chromium is checked by conftest)
 
@@ -56,7 +59,7 @@ def server(trained_checkpoints, real_music_folder, tmp_path_factory):
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + HANG_MS / 1000
         while True:
             try:
                 with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
@@ -90,13 +93,14 @@ def browser():
 @pytest.fixture
 def page(browser):
     context = browser.new_context(viewport={"width": 1440, "height": 1000})
+    context.set_default_timeout(HANG_MS)
     try:
         yield context.new_page()
     finally:
         context.close()
 
 
-def wait_idle(page, timeout: float = 90_000) -> None:
+def wait_idle(page, timeout: float = HANG_MS) -> None:
     page.wait_for_selector(IDLE, timeout=timeout)
     page.wait_for_function("() => document.querySelectorAll(\"[data-stale='true']\").length === 0", timeout=timeout)
 
@@ -121,8 +125,8 @@ def shot(page, name: str) -> Path:
 def open_page(page, url: str, path: str = "") -> float:
     started = time.perf_counter()
     page.goto(f"{url}/{path}")
-    page.wait_for_selector("[data-testid='stMain'] h1", timeout=90_000)
-    page.wait_for_selector("[data-testid='stSidebar'] [data-testid='stSelectbox']", timeout=90_000)
+    page.wait_for_selector("[data-testid='stMain'] h1", timeout=HANG_MS)
+    page.wait_for_selector("[data-testid='stSidebar'] [data-testid='stSelectbox']", timeout=HANG_MS)
     wait_idle(page)
     return time.perf_counter() - started
 
@@ -140,9 +144,9 @@ def test_upload_shows_its_cluster(server, page, real_clip_paths, trained_checkpo
     page.wait_for_timeout(3000)  # a person takes a moment to pick a file; the model loads meanwhile
     started = time.perf_counter()
     page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(clip))
-    page.wait_for_selector("[data-testid='stFileChipName']", timeout=30_000)
+    page.wait_for_selector("[data-testid='stFileChipName']", timeout=HANG_MS)
     success = page.locator("[data-testid='stAlertContentSuccess']", has_text="lands in cluster")
-    success.wait_for(timeout=60_000)
+    success.wait_for(timeout=HANG_MS)
     answered = time.perf_counter() - started
     wait_idle(page)
     print(f"upload to answer (browser): {answered:.2f} s")
@@ -167,33 +171,19 @@ def point_to_click(page) -> dict:
     return page.evaluate(POINT_JS, CHART)
 
 
-# The block the latent-map page draws for a clicked track: the element after the "Selected track" heading
-# (its title line) and the first player after it (its file), siblings in the page's main column.
-SELECTED_JS = """() => {
-    const head = [...document.querySelectorAll("[data-testid='stMain'] h3")].find(h => h.innerText.trim() === "Selected track");
-    if (!head) return null;
-    const box = head.closest("[data-testid='stElementContainer']");
-    const line = box && box.nextElementSibling;
-    let next = line, audio = null;
-    while (next && !audio) { audio = next.querySelector("[data-testid='stAudio']"); next = next.nextElementSibling; }
-    const src = audio && (audio.getAttribute("src") || (audio.querySelector("audio") || {}).src);
-    return line ? {line: line.innerText, src: src || null} : null;
-}"""
-
-
 def test_clicking_a_map_point_plays_that_track(server, page, trained_checkpoints, real_music_folder):
     open_page(page, server, "latent_map")  # a fresh URL straight to the page: the sidebar must still be there
     assert_no_exception(page)
     assert page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").count() >= 2
-    page.wait_for_selector(CHART, timeout=30_000)
+    page.wait_for_selector(CHART, timeout=HANG_MS)
     page.wait_for_function("(sel) => { const gd = document.querySelector(sel); return gd && gd._fullData && gd._fullLayout.xaxis; }",
-                           arg=CHART, timeout=30_000)
+                           arg=CHART, timeout=HANG_MS)
     page.wait_for_timeout(500)
     shot(page, "2-latent-map")
     target = point_to_click(page)
     assert target, "the map has points"
     page.mouse.click(target["px"], target["py"])
-    page.get_by_text("Selected track").wait_for(timeout=30_000)
+    page.get_by_text("Selected track").wait_for(timeout=HANG_MS)
     wait_idle(page)
     assert_no_exception(page)
     selected = page.evaluate(SELECTED_JS)
@@ -225,7 +215,7 @@ def test_clicking_a_map_point_plays_that_track(server, page, trained_checkpoints
     page.mouse.move((area["x0"] + area["x1"]) / 2, (area["y0"] + area["y1"]) / 2, steps=5)
     page.mouse.move(area["x1"], area["y1"], steps=5)
     page.mouse.up()
-    page.get_by_text("tracks selected").wait_for(timeout=30_000)
+    page.get_by_text("tracks selected").wait_for(timeout=HANG_MS)
     wait_idle(page)
     assert_no_exception(page)
     assert page.get_by_role("button", name="Download M3U playlist").count() >= 2, "the selection and the cluster"
@@ -237,6 +227,6 @@ def test_other_pages_render(server, page, path, name):
     open_page(page, server, path)
     assert_no_exception(page)
     assert page.locator("[data-testid='stAlertContentError']").count() == 0
-    page.wait_for_selector(CHART, timeout=60_000)
+    page.wait_for_selector(CHART, timeout=HANG_MS)
     page.wait_for_timeout(800)
     shot(page, name)

@@ -2,10 +2,11 @@
 settings of the process (``musiclust.determinism``).
 
 Two fresh processes, one with every thread pool at 1 and one at 2 (``OMP_NUM_THREADS``, MKL, OpenBLAS,
-numba), train the session's models again from the session's features with the session's settings; both,
-and the session's own checkpoints trained in this process, must agree bit for bit. Without the pinned
-threads they do not: on the 2-core development machine one and two torch threads gave the ConvVAE and
-the BasicVAE other weights after two epochs.
+numba), train the session's models again from the session's features with the session's settings and
+score the baselines; both, and the session's own checkpoints trained in this process, must agree bit for
+bit. Without the pinned threads they do not: on the 2-core development machine one and two torch threads
+gave the ConvVAE and the BasicVAE other weights after two epochs, and one and two OpenBLAS threads gave
+the PCA baseline another embedding (silhouette 0.208104208 vs 0.208104104).
 """
 
 from __future__ import annotations
@@ -55,10 +56,16 @@ RETRAIN = textwrap.dedent(
     from musiclust.pipeline import Settings, train_models
     from musiclust.serving import checkpoint as ckpt
     from musiclust.store.table import featurize
+    from musiclust.analysis.baselines import BASELINES
+    from musiclust.analysis.evaluation import baseline_scores
+    from musiclust.pipeline import prepare
     folder, cache, out, settings = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), json.loads(sys.argv[4])
     table = featurize(load_folder(folder), cache_dir=cache, jobs=1)
-    for name, bundle in train_models(table, settings.pop("models"), Settings(**settings)).items():
+    names = settings.pop("models")
+    for name, bundle in train_models(table, names, Settings(**settings)).items():
         ckpt.save(out, name, bundle.to_checkpoint())
+    prep = prepare(table, Settings(**settings))
+    (out / "baselines.json").write_text(json.dumps({name: baseline_scores(name, prep) for name in BASELINES}))
     print(torch.get_num_threads())  # the process's own count, outside the pinned sections
     """
 )
@@ -89,3 +96,5 @@ def test_same_seed_same_bits_whatever_the_threads(trained_checkpoints, real_musi
             assert got["metrics"] == session[name]["metrics"], f"{name} with {threads} thread(s): other scores"
             assert got["reconstruction_mse_db"] == session[name]["reconstruction_mse_db"]
             assert got["history"] == session[name]["history"], f"{name} with {threads} thread(s): other training losses"
+    baselines = {threads: json.loads((tmp_path / str(threads) / "baselines.json").read_text()) for threads in (1, 2)}
+    assert baselines[1] == baselines[2], "the baselines' scores depend on the thread count"
