@@ -10,7 +10,6 @@ model comes from its :mod:`~musiclust.models.registry` spec. The CLI and the app
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
@@ -21,6 +20,7 @@ from musiclust.store import streaming
 from musiclust.serving.bundle import ModelBundle
 from musiclust.analysis.clustering import Standardizer, cluster, kmeans_kind, map_kind, umap_map
 from musiclust.store.table import MelNormalizer, TrackTable, split_by_piece, track_segments
+from musiclust.determinism import reproducible
 from musiclust.errors import DataError, ParameterError
 from musiclust.features.tfidf import LyricsTfidf
 from musiclust.analysis.metrics import score_partition
@@ -177,24 +177,11 @@ def train_model(
         )
         history = result.history
         fit_meta = {"best_epoch": result.best_epoch, "stopped_early": result.stopped_early, "train_seconds": result.seconds}
-    with _one_torch_thread():
+    with reproducible(s.seed):  # embedding, clusters, map and scores: the same bits on any core count
         fusion = _fit_fusion(prep, model, spec, reuse) if spec.fits_lyrics_join(inputs) else None
         bundle = _finish(spec, model, prep, fusion)
     bundle.meta.update(fit_meta, history=history, seconds_total=time.perf_counter() - started, note=spec.note(inputs))
     return bundle
-
-
-@contextmanager
-def _one_torch_thread():
-    """Embedding the collection after training runs one track (~10 segments) per network call: a second
-    torch thread only adds waiting. On a busy 2-core machine that waiting made it take 29-35 s instead of
-    ~1.5 s per model (benchmark, training figure); on a quiet one both take ~1.5 s."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _fit_fusion(prep: Prepared, audio_model, spec: ModelSpec, reuse: Optional[ModelBundle]) -> HybridFusion:

@@ -1,4 +1,5 @@
-"""What the browser tests share: how to find a clickable map point in a Plotly chart."""
+"""What the browser tests share: how to find a clickable map point in a Plotly chart, and what the
+latent-map page shows for the clicked one."""
 
 # The most isolated point of the map, in page pixels, with its track id and title (from customdata):
 # pixels from the decoded arrays in gd._fullData and the axes' l2p, avoiding the top toolbar strip.
@@ -21,4 +22,17 @@ POINT_JS = """(sel) => {
         if (gap > bestGap) { bestGap = gap; best = p; }
     }
     return best;
+}"""
+
+# The block the latent-map page draws for a clicked track: the element after the "Selected track" heading
+# (its title line) and the first player after it (its file), siblings in the page's main column.
+SELECTED_JS = """() => {
+    const head = [...document.querySelectorAll("[data-testid='stMain'] h3")].find(h => h.innerText.trim() === "Selected track");
+    if (!head) return null;
+    const box = head.closest("[data-testid='stElementContainer']");
+    const line = box && box.nextElementSibling;
+    let next = line, audio = null;
+    while (next && !audio) { audio = next.querySelector("[data-testid='stAudio']"); next = next.nextElementSibling; }
+    const src = audio && (audio.getAttribute("src") || (audio.querySelector("audio") || {}).src);
+    return line ? {line: line.innerText, src: src || null} : null;
 }"""

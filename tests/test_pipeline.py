@@ -66,11 +66,25 @@ def test_poe_clusters_by_direction_and_keeps_it_across_a_reload(service):
     assert answer.placement.cluster == int(poe.labels[row])
 
 
-def test_poe_uses_lyrics_only_when_given(service, real_clip_paths):
-    with_lyrics = service.analyse("mvae_poe", real_clip_paths[0], "Herr Gott dich loben wir")
-    without = service.analyse("mvae_poe", real_clip_paths[0], None)
-    audio_only = service.bundle("conv_vae").place(without.features.mel_db, None)
-    assert not without.placement.used_lyrics and not audio_only.used_lyrics
+def test_poe_uses_lyrics_only_when_given(service):
+    """Given its own lyrics, a collection track is encoded by both experts as at training and lands on
+    itself; without them the audio expert alone places it, away from that point."""
+    from pathlib import Path
+
+    poe = service.bundle("mvae_poe")
+    row = next(i for i, t in enumerate(poe.tracks) if t["has_lyrics"])
+    track = poe.tracks[row]
+    lyrics = Path(track["path"]).with_suffix(".txt").read_text(encoding="utf-8")  # what the collection read
+    with_lyrics = service.analyse("mvae_poe", track["path"], lyrics)
+    without = service.analyse("mvae_poe", track["path"], None)
+    assert with_lyrics.placement.used_lyrics and not without.placement.used_lyrics
+    assert with_lyrics.placement.neighbours[0].id == track["id"] and with_lyrics.placement.neighbours[0].distance < 1e-4
+    assert with_lyrics.placement.cluster == int(poe.labels[row])
+    np.testing.assert_allclose(with_lyrics.placement.coords, poe.coords[row], atol=1e-5)
+    alone = poe.scaler(poe.raw_embedding([without.features.mel_db], [None]))[0]
+    assert np.linalg.norm(alone - poe.space[row]) > 1e-3, "the lyrics changed the answer (by far more than float noise)"
+    audio_only = service.bundle("conv_vae").place(without.features.mel_db, lyrics)
+    assert not audio_only.used_lyrics, "an audio-only model ignores lyrics"
 
 
 def test_reconstruction_and_sonification(service, real_clip_paths):
