@@ -12,6 +12,15 @@ from dataclasses import asdict, dataclass, fields
 
 from musiclust.errors import ParameterError
 
+# What a model hears of a file longer than ``clip_seconds`` (FeatureConfig.excerpt). Both policies take
+# clip_seconds of audio in all, so features cost the same; a file no longer than that is heard whole.
+EXCERPTS = ("middle", "windows")
+EXCERPT_DESCRIPTIONS = {
+    "middle": "Of a track longer than {clip:g} s, the models hear its middle {clip:g} s.",
+    "windows": "Of a track longer than {clip:g} s, the models hear {n} windows of {window:g} s spread evenly across it "
+               "(at 1/{twice_n}, 3/{twice_n} … of its length), joined: {clip:g} s in all.",
+}
+
 
 @dataclass(frozen=True)
 class FeatureConfig:
@@ -32,6 +41,8 @@ class FeatureConfig:
     max_file_seconds: float = 1200.0  # files longer than this are refused before decoding
     n_mfcc: int = 20
     segment_frames: int = 128  # model input width, ~3 s
+    excerpt: str = "middle"  # what of a longer file is heard: "middle" or "windows" (see EXCERPTS)
+    excerpt_windows: int = 3  # windows of clip_seconds / excerpt_windows each, with excerpt="windows"
 
     def __post_init__(self) -> None:
         positive = ("sample_rate", "n_mels", "n_fft", "hop_length", "clip_seconds", "n_mfcc", "segment_frames")
@@ -47,6 +58,14 @@ class FeatureConfig:
             )
         if self.min_seconds * self.sample_rate < self.n_fft:
             raise ParameterError("min_seconds must cover at least one FFT window")
+        if self.excerpt not in EXCERPTS:
+            raise ParameterError(f"FeatureConfig.excerpt must be one of {', '.join(EXCERPTS)}, got {self.excerpt!r}")
+        if not isinstance(self.excerpt_windows, int) or self.excerpt_windows < 1:
+            raise ParameterError(f"FeatureConfig.excerpt_windows must be a positive whole number, got {self.excerpt_windows!r}")
+        if self.excerpt == "windows" and self.clip_seconds / self.excerpt_windows * self.sample_rate < self.n_fft:
+            raise ParameterError(
+                f"{self.excerpt_windows} windows of {self.clip_seconds:g} s are shorter than one FFT window each"
+            )
         if self.n_mfcc > self.n_mels:
             raise ParameterError(f"n_mfcc ({self.n_mfcc}) cannot exceed n_mels ({self.n_mels})")
 
@@ -65,6 +84,14 @@ class FeatureConfig:
         """A short stable hash of the parameters: part of every feature-cache key."""
         text = json.dumps(self.to_dict(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def excerpt_description(self) -> str:
+        """One sentence for a person (the upload page): what the models hear of a long track."""
+        n = self.excerpt_windows
+        return EXCERPT_DESCRIPTIONS[self.excerpt].format(
+            clip=self.clip_seconds, n=n, window=round(self.clip_seconds / n, 1), twice_n=2 * n
+        )
 
     @property
     def clip_frames(self) -> int:
