@@ -70,15 +70,23 @@ class FeatureConfig:
             raise ParameterError(f"n_mfcc ({self.n_mfcc}) cannot exceed n_mels ({self.n_mels})")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The parameters as plain JSON types. With the middle excerpt the two excerpt fields are left out:
+        that is how every record was written before they existed, so feature caches, shard stores and
+        checkpoints made then keep their fingerprint and stay valid."""
+        data = asdict(self)
+        if self.excerpt == "middle":
+            del data["excerpt"], data["excerpt_windows"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "FeatureConfig":
+        """Inverse of :meth:`to_dict`; a record without ``excerpt`` was made with the middle excerpt,
+        whatever today's default is."""
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise ParameterError(f"unknown FeatureConfig fields: {sorted(unknown)}")
-        return cls(**data)
+        return cls(**{"excerpt": "middle", **data})
 
     def fingerprint(self) -> str:
         """A short stable hash of the parameters: part of every feature-cache key."""

@@ -146,23 +146,42 @@ def choose_k(
     ``method`` is the clustering whose partitions are scored (not used by ``gmm_bic``, which fits its own
     mixtures, nor by ``gap``, which is defined on k-means' within-cluster dispersion).
     """
+    return sweep_all(space, seed, k_range, (criterion,), method)[criterion]
+
+
+def sweep_all(
+    space: np.ndarray,
+    seed: int = 0,
+    k_range: tuple[int, int] = DEFAULT_K_RANGE,
+    criteria: tuple[str, ...] = CRITERIA,
+    method: str = "kmeans",
+) -> dict[str, KSweep]:
+    """:func:`choose_k` under several criteria at once, each k's partition computed once for all the
+    partition scores (silhouette, Calinski-Harabasz, Davies-Bouldin). Returns criterion -> :class:`KSweep`."""
     space = _check_space(space)
-    if criterion not in CRITERIA:
-        raise ParameterError(f"unknown k criterion {criterion!r}; choose one of {', '.join(CRITERIA)}")
+    unknown = [c for c in criteria if c not in CRITERIA]
+    if unknown or not criteria:
+        raise ParameterError(f"unknown k criteria {unknown}; choose from {', '.join(CRITERIA)}")
     if method not in METHODS:
         raise ParameterError(f"unknown clustering method {method!r}; choose one of {', '.join(METHODS)}")
     ks = k_candidates(len(space), k_range)
-    spread: dict[int, float] = {}
-    if criterion in ("silhouette", "calinski_harabasz", "davies_bouldin"):
-        curve = {k: internal_scores(space, cluster(space, k, method, seed)[0], seed=seed)[criterion] for k in ks}
-    elif criterion == "gmm_bic":
-        curve = gmm_bic_curve(space, ks, seed)
-    elif criterion == "gap":
-        curve, spread = gap_curve(space, ks, seed)
-    else:
-        curve = {k: stability(space, k, method, seed, n_resamples=STABILITY_SWEEP_RESAMPLES) for k in ks}
-    chosen = pick_k(criterion, curve, spread)
-    return KSweep(criterion, chosen, curve, (ks[0], ks[-1]), method, seed, len(space), spread)
+    curves: dict[str, dict[int, float]] = {}
+    spreads: dict[str, dict[int, float]] = {}
+    partition_scores = [c for c in criteria if c in ("silhouette", "calinski_harabasz", "davies_bouldin")]
+    if partition_scores:
+        per_k = {k: internal_scores(space, cluster(space, k, method, seed)[0], seed=seed) for k in ks}
+        for c in partition_scores:
+            curves[c] = {k: per_k[k][c] for k in ks}
+    if "gmm_bic" in criteria:
+        curves["gmm_bic"] = gmm_bic_curve(space, ks, seed)
+    if "gap" in criteria:
+        curves["gap"], spreads["gap"] = gap_curve(space, ks, seed)
+    if "stability" in criteria:
+        curves["stability"] = {k: stability(space, k, method, seed, n_resamples=STABILITY_SWEEP_RESAMPLES) for k in ks}
+    return {
+        c: KSweep(c, pick_k(c, curves[c], spreads.get(c)), curves[c], (ks[0], ks[-1]), method, seed, len(space), spreads.get(c, {}))
+        for c in criteria
+    }
 
 
 def pick_k(criterion: str, curve: dict[int, float], spread: Optional[dict[int, float]] = None) -> int:
