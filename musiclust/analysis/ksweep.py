@@ -161,7 +161,7 @@ def sweep_all(
     space = _check_space(space)
     unknown = [c for c in criteria if c not in CRITERIA]
     if unknown or not criteria:
-        raise ParameterError(f"unknown k criteria {unknown}; choose from {', '.join(CRITERIA)}")
+        raise ParameterError(f"unknown k criterion {', '.join(map(repr, unknown)) or '(none given)'}; choose from {', '.join(CRITERIA)}")
     if method not in METHODS:
         raise ParameterError(f"unknown clustering method {method!r}; choose one of {', '.join(METHODS)}")
     ks = k_candidates(len(space), k_range)
