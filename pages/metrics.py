@@ -14,6 +14,7 @@ from musiclust.analysis.metrics import HIGHER_IS_BETTER, METRICS, format_mean_st
 
 LABELS = {
     "silhouette": "Silhouette", "calinski_harabasz": "Calinski-Harabasz", "davies_bouldin": "Davies-Bouldin",
+    "stability": "Stability",
     "ari": "ARI", "nmi": "NMI", "purity": "Purity",
 }
 def cell(mean, std, seeds) -> str:
