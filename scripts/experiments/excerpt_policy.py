@@ -28,13 +28,19 @@ import numpy as np  # noqa: E402
 
 from provenance import REPO, one_thread, provenance, write_results  # noqa: E402
 
-POLICIES = {"middle": ("middle", 3), "windows3": ("windows", 3), "windows5": ("windows", 5), "windows10": ("windows", 10)}
+# name -> (excerpt, windows, clip_seconds): the first four hear 30 s of each track; the last two 50 s
+# (5 windows of 10 s, and its control: the middle 50 s), to tell "more audio" from "spread out".
+POLICIES = {
+    "middle": ("middle", 3, 30.0), "windows3": ("windows", 3, 30.0), "windows5": ("windows", 5, 30.0),
+    "windows10": ("windows", 10, 30.0), "middle50": ("middle", 3, 50.0), "windows5x10": ("windows", 5, 50.0),
+}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="folder of group sub-folders of full-length tracks")
     parser.add_argument("--policies", nargs="+", default=list(POLICIES), choices=list(POLICIES))
+    parser.add_argument("--append", action="store_true", help="add to the policies already in --out")
     parser.add_argument("--seeds", type=int, default=3, help="seeds of the trained models")
     parser.add_argument("--baseline-seeds", type=int, default=10, help="seeds of the k-means baselines")
     parser.add_argument("--models", nargs="*", default=[], help="trained models to score too, e.g. conv_vae")
@@ -61,9 +67,15 @@ def main(argv=None) -> int:
                     "mean ± std over seeds 0..S-1 (features are deterministic: seeds vary the clustering and training)",
         "policies": {},
     }
+    if args.append and args.out.is_file():
+        import json
+
+        earlier = json.loads(args.out.read_text(encoding="utf-8"))
+        record["policies"] = earlier.get("policies", {})
+        record["earlier_runs"] = earlier.get("earlier_runs", []) + [{k: earlier.get(k) for k in ("commit", "machine", "date", "command")}]
     for name in args.policies:
-        excerpt, windows = POLICIES[name]
-        config = FeatureConfig(excerpt=excerpt, excerpt_windows=windows)
+        excerpt, windows, clip_seconds = POLICIES[name]
+        config = FeatureConfig(excerpt=excerpt, excerpt_windows=windows, clip_seconds=clip_seconds)
         started = time.perf_counter()
         table = featurize(collection, config, cache_dir=args.cache, jobs=args.jobs)
         featurize_s = time.perf_counter() - started
@@ -88,10 +100,11 @@ def main(argv=None) -> int:
                 bundle = train_model(model, prep)
                 scores = bundle.meta["metrics"]
                 rows[model].append({"nmi": scores["nmi"], "ari": scores["ari"], "seconds": time.perf_counter() - t0})
-            print(f"{name} seed {seed}: " + ", ".join(f"{r} nmi={v[-1]['nmi']:.3f}" for r, v in rows.items()), file=sys.stderr)
+            print(f"{name} seed {seed}: " + ", ".join(f"{r} nmi={v[seed]['nmi']:.3f}" for r, v in rows.items() if len(v) > seed), file=sys.stderr)
         record["policies"][name] = {
             "config": {"excerpt": excerpt, "excerpt_windows": windows, "clip_seconds": config.clip_seconds},
             "description": config.excerpt_description,
+            "measured": {"commit": record["commit"], "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
             "tracks": len(table),
             "skipped": table.skipped,
             "featurize_seconds": featurize_s,
