@@ -7,15 +7,17 @@ import math
 import numpy as np
 import pytest
 
-from musiclust.analysis.clustering import Standardizer
+from musiclust.analysis.clustering import Standardizer, cluster
 from musiclust.analysis.ksweep import (
     CRITERIA, DEFAULT_CRITERION, KSweep, choose_k, k_candidates, pick_k, sweep_all,
 )
 from musiclust.errors import ParameterError
 
-# Three groups of the test clips rendered with different instruments (choir, solo violin, five voices):
-# their MFCC statistics are apart. (german_folk shares monteverdi's instrument and is left out.)
-SEPARATE_GROUPS = ("bach_chorale", "fiddle_tune", "monteverdi")
+# Two groups of the test clips rendered with different instruments (a four-part choir, a solo violin):
+# their MFCC statistics are well apart. The fixture's other groups are not, at five 8-s clips a group:
+# there every criterion finds the pieces' own sub-structure (measured; docs/results/ksweep_criteria.json
+# has the criteria on a few hundred tracks, where the groups of the default set are found 0-3 times in 10).
+SEPARATE_GROUPS = ("bach_chorale", "fiddle_tune")
 
 
 @pytest.fixture(scope="module")
@@ -26,13 +28,25 @@ def separate_space(real_table):
     return Standardizer.fit(raw)(raw), groups[rows]
 
 
-def test_sweep_recovers_the_number_of_well_separated_real_groups(separate_space):
+@pytest.mark.parametrize("seed", [0, 1])
+def test_sweep_recovers_the_number_of_well_separated_real_groups(separate_space, seed):
     space, groups = separate_space
-    sweep = choose_k(space, seed=0)
+    sweep = choose_k(space, seed=seed)
     assert sweep.criterion == DEFAULT_CRITERION
-    assert sweep.k_ == len(set(groups)) == 3
+    assert sweep.k_ == len(set(groups)) == 2
     assert sweep.k_range == (2, len(space) // 2)  # capped: two tracks a cluster on average
     assert sorted(sweep.curve_) == list(range(2, len(space) // 2 + 1))
+    # the choice is the partition into the two groups, not any 2-way cut
+    labels, _ = cluster(space, sweep.k_, seed=seed)
+    assert len({(g, c) for g, c in zip(groups, labels)}) == 2
+
+
+def test_the_stability_curve_falls_past_the_true_k_on_real_groups(separate_space):
+    """Splitting a group cuts it where the subsamples disagree: every k above 2 is less stable."""
+    space, _ = separate_space
+    curve = choose_k(space, seed=0, criterion="stability").curve_
+    assert curve[2] == pytest.approx(1.0)
+    assert all(curve[k] < 0.95 for k in curve if k > 2)
 
 
 def test_sweep_record_is_json_and_round_trips(separate_space):
