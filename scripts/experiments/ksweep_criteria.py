@@ -54,6 +54,7 @@ def subset_table(table, groups: list[str]):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", default="natural", help="default-set variant used for selection")
+    parser.add_argument("--no-selection", action="store_true", help="score only the report sets (the choice was made)")
     parser.add_argument("--report-variants", nargs="*", default=[], help="default-set variants scored as report sets (e.g. piano)")
     parser.add_argument("--subsets", nargs="*", type=int, default=[3, 4, 5], help="sizes of group subsets of the default set")
     parser.add_argument("--draws", type=int, default=2, help="random subsets per size")
@@ -81,10 +82,11 @@ def main(argv=None) -> int:
     }
     rng = np.random.default_rng(args.seed)
     jobs = []  # (name, role, table, with_pca)
-    natural = featurize(load_default(args.variant), FeatureConfig(), cache_dir=args.cache, jobs=1)
-    jobs.append((f"default-{args.variant}", "selection", natural, True))
-    names = natural.label_names()
-    for size in args.subsets:
+    if not args.no_selection:
+        natural = featurize(load_default(args.variant), FeatureConfig(), cache_dir=args.cache, jobs=1)
+        jobs.append((f"default-{args.variant}", "selection", natural, True))
+        names = natural.label_names()
+    for size in ([] if args.no_selection else args.subsets):
         for draw in range(args.draws):
             groups = sorted(rng.choice(names, size, replace=False).tolist())
             jobs.append((f"default-{args.variant}[{'+'.join(groups)}]", "selection", subset_table(natural, groups), False))
