@@ -34,13 +34,13 @@ from musiclust.errors import ParameterError
 
 CRITERIA = ("silhouette", "calinski_harabasz", "davies_bouldin", "gmm_bic", "gap", "stability")
 RULES = {
-    "silhouette": "the k with the highest mean silhouette of its k-means partition",
-    "calinski_harabasz": "the k with the highest Calinski-Harabasz score of its k-means partition",
-    "davies_bouldin": "the k with the lowest Davies-Bouldin score of its k-means partition",
+    "silhouette": "the k with the highest mean silhouette of its partition",
+    "calinski_harabasz": "the k with the highest Calinski-Harabasz score of its partition",
+    "davies_bouldin": "the k with the lowest Davies-Bouldin score of its partition",
     "gmm_bic": "the k whose diagonal Gaussian mixture has the lowest BIC",
     "gap": "the smallest k with Gap(k) >= Gap(k+1) - s(k+1) (Tibshirani et al. 2001)",
     "stability": "the k whose partition agrees best with itself over 80 % subsamples (mean pairwise ARI)",
-}
+}  # ties go to the smaller k; the partitions are the sweep's ``method``'s (k-means by default)
 # Chosen on the selection sets of docs/results/ksweep_criteria.json (the default set's 7 groups in the
 # MFCC-statistics and PCA spaces, and 8 random subsets of 3-6 of its groups; 200-480 tracks): stability
 # found the true k in 3 of 10 with a mean error of 2.0; gap 1 of 10 (3.3); silhouette, Calinski-Harabasz,
