@@ -250,7 +250,7 @@ def _finish(spec: ModelSpec, model, prep: Prepared, fusion: Optional[HybridFusio
     bundle.space = bundle.scaler(raw)
     bundle.labels, bundle.centres = cluster(bundle.space, prep.k, s.cluster_method, s.seed)
     bundle.coords = umap_map(bundle.space, seed=s.seed)
-    scores = score_partition(bundle.space, bundle.labels, table.groups)
+    scores = score_partition(bundle.space, bundle.labels, table.groups, method=s.cluster_method, seed=s.seed)
     bundle.meta.update(
         metrics=scores,
         k=prep.k,

@@ -23,7 +23,7 @@ MEL_COLOURSCALE = "Magma"
 KIND_COLOUR = {"baseline": "#BAB0AC", "model": "#4C78A8", "conditioned": "#E45756"}
 METRIC_LABELS = {
     "silhouette": "Silhouette", "calinski_harabasz": "Calinski-Harabasz", "davies_bouldin": "Davies-Bouldin",
-    "ari": "ARI", "nmi": "NMI", "purity": "Purity",
+    "stability": "Stability", "ari": "ARI", "nmi": "NMI", "purity": "Purity",
 }
 
 

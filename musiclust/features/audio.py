@@ -193,13 +193,38 @@ def _excerpt_start(total_frames: int, want_frames: int) -> int:
     return max(0, (total_frames - want_frames) // 2)
 
 
+def excerpt_windows(total_frames: int, sample_rate: int, config: FeatureConfig = FeatureConfig()) -> list[tuple[int, int]]:
+    """The parts of a ``total_frames``-long file that are heard, as ``[(start, frames), ...]`` at its own rate.
+
+    A file no longer than ``clip_seconds`` is heard whole (``[(0, clip frames)]``: reading stops at its end). Of a longer one, ``excerpt="middle"`` takes
+    the central ``clip_seconds``; ``excerpt="windows"`` takes ``excerpt_windows`` windows of
+    ``clip_seconds / excerpt_windows`` each, centred at 1/2n, 3/2n, ... of the file: evenly spread, clear
+    of the very start and end, never overlapping. Either way ``clip_seconds`` of audio in all.
+    """
+    want = int(round(config.clip_seconds * sample_rate))
+    if total_frames <= want:
+        return [(0, want)]  # up to want: reading stops at the end of the file, whatever the header said
+    if config.excerpt == "middle":
+        return [(_excerpt_start(total_frames, want), want)]
+    n = config.excerpt_windows
+    width = want // n
+    spans = []
+    for i in range(n):
+        centre = (2 * i + 1) * total_frames // (2 * n)
+        start = min(max(0, centre - width // 2), total_frames - width)
+        spans.append((start, width))
+    return spans
+
+
 def load_audio(source: AudioSource, config: FeatureConfig = FeatureConfig()) -> np.ndarray:
     """Decode ``source`` to a 1-D float32 array at ``config.sample_rate``, at most ``clip_seconds`` long.
 
-    Files longer than the clip length give their central excerpt. Raises :class:`AudioError` for empty,
-    undecodable, too-short, too-long (``max_file_seconds``), absurd-rate or non-finite audio. Samples are
-    decoded in blocks and mixed to mono block by block, so memory stays bounded whatever the channel count.
-    A file cut short after its header (a partial download) is analysed from the audio that is present.
+    Of a file longer than the clip length, the parts :func:`excerpt_windows` names, joined in order
+    (``config.excerpt``: the central excerpt, or windows spread across the file). Raises
+    :class:`AudioError` for empty, undecodable, too-short, too-long (``max_file_seconds``), absurd-rate or
+    non-finite audio. Samples are decoded in blocks and mixed to mono block by block, so memory stays
+    bounded whatever the channel count. A file cut short after its header (a partial download) is
+    analysed from the audio that is present.
     """
     name = _describe(source)
     info = audio_info(source)
@@ -212,11 +237,15 @@ def load_audio(source: AudioSource, config: FeatureConfig = FeatureConfig()) -> 
             f"{name} is {info.duration / 60:.0f} minutes long; the limit is {config.max_file_seconds / 60:.0f} minutes"
         )
     want = int(round(config.clip_seconds * info.sample_rate))
-    start = _excerpt_start(info.frames, want)
-    mono = _read_mono(source, start, want, info.channels, name, tolerate=bool(start))
-    if start and len(mono) < min(want, info.frames - start):
-        # The middle the header promised is not there (a truncated file): use what decodes from the start.
-        mono = _read_mono(source, 0, want, info.channels, name, tolerate=False)
+    parts = []
+    for start, frames in excerpt_windows(info.frames, info.sample_rate, config):
+        part = _read_mono(source, start, frames, info.channels, name, tolerate=bool(start))
+        parts.append(part)
+        if start and len(part) < frames:
+            # A part the header promised is not there (a truncated file): use what decodes from the start.
+            parts = [_read_mono(source, 0, want, info.channels, name, tolerate=False)]
+            break
+    mono = np.concatenate(parts) if len(parts) > 1 else parts[0]
     seconds = len(mono) / info.sample_rate
     if seconds < config.min_seconds <= info.duration:
         raise AudioError(
