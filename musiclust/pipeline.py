@@ -115,12 +115,20 @@ def prepare(table: TrackTable, settings: Settings) -> Prepared:
 
 
 def _choose_k(prep: Prepared) -> dict:
-    """k for a collection without known groups and without a given k: ``{"k", "source", ...}``.
+    """k for a collection without known groups and without a given k: ``{"k", "source": "sweep", "sweep"}``.
 
-    The single place where k will be found from the data (a sweep over k, recorded in the manifest);
-    until then such a collection needs k given explicitly.
+    Found before any model trains, so every model of a run shares one k: a sweep over k on the tracks'
+    standardised MFCC statistics under :data:`musiclust.analysis.ksweep.DEFAULT_CRITERION` (the criterion
+    chosen on labelled sets, ``docs/results/ksweep_criteria*.json``). The sweep goes in each manifest.
     """
-    raise DataError("the collection has fewer than 2 known groups: pass k (the number of clusters) explicitly")
+    from sklearn.preprocessing import StandardScaler
+
+    from musiclust.analysis.ksweep import choose_k
+
+    space = StandardScaler().fit_transform(np.asarray(prep.table.mfcc_stats, dtype=np.float64))
+    with reproducible(prep.settings.seed):
+        sweep = choose_k(space, seed=prep.settings.seed, method=prep.settings.cluster_method)
+    return {"k": int(sweep.k_), "source": "sweep", "space": "mfcc_statistics", "sweep": sweep.to_dict()}
 
 
 def config_inputs(prep: Prepared) -> ConfigInputs:

@@ -175,3 +175,20 @@ def test_cli_evaluate_json_contract(trained_checkpoints, real_music_folder):
             assert key in row
     assert rows["beta_cvae"]["conditioned_on_label"] is True and rows["basic_vae"]["conditioned_on_label"] is False
     assert rows["mfcc_kmeans"]["nmi"] > rows["random"]["nmi"]
+
+
+def test_without_groups_or_k_the_sweep_chooses_k_and_is_recorded(real_table):
+    """A library without groups and without a given k gets k from a sweep (issue 12 §3), recorded as JSON."""
+    import json
+    from dataclasses import replace
+
+    from musiclust.pipeline import Settings, prepare
+
+    table = replace(real_table, tracks=[replace(t, group=None) for t in real_table.tracks])
+    assert table.label_names() == []
+    prep = prepare(table, Settings(seed=0))
+    choice = json.loads(json.dumps(prep.k_choice))
+    assert choice["source"] == "sweep" and choice["k"] == prep.k == choice["sweep"]["k"]
+    assert 2 <= prep.k <= len(table) // 2
+    assert [p["k"] for p in choice["sweep"]["curve"]] == list(range(2, len(table) // 2 + 1))
+    assert prepare(table, Settings(seed=0)).k_choice == prep.k_choice  # the same seed, the same choice
