@@ -98,12 +98,10 @@ def test_reconstruction_and_sonification(service, real_clip_paths):
     assert path.shape == (mel.shape[0], 3 * 128)
 
 
-def test_k_is_given_or_the_groups_else_a_clear_error(real_table):
-    """The one place k is chosen: given, else the number of groups; a collection without groups needs it
-    given (until k is found from the data there)."""
+def test_k_is_given_or_the_groups(real_table):
+    """The one place k is chosen: given, else the number of groups (else a sweep: the next test)."""
     from dataclasses import replace
 
-    from musiclust.errors import DataError
     from musiclust.pipeline import Settings, prepare
     from musiclust.store.table import TrackTable
 
@@ -111,9 +109,7 @@ def test_k_is_given_or_the_groups_else_a_clear_error(real_table):
     assert prepare(real_table, Settings(k=3)).k_choice == {"k": 3, "source": "given"}
     ungrouped = TrackTable([replace(t, group=None) for t in real_table.tracks], real_table.mels, real_table.mfcc_stats,
                            real_table.durations, real_table.config)
-    with pytest.raises(DataError, match="pass k"):
-        prepare(ungrouped, Settings())
-    assert prepare(ungrouped, Settings(k=2)).k == 2
+    assert prepare(ungrouped, Settings(k=2)).k_choice == {"k": 2, "source": "given"}
 
 
 def test_split_keeps_pieces_whole(real_table):
