@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields
 
 from musiclust.errors import ParameterError
 
-SPECTRUM_VERSIONS = (1, 2)
+FEATURES_VERSIONS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -34,10 +34,11 @@ class FeatureConfig:
     max_file_seconds: float = 1200.0  # files longer than this are refused before decoding
     n_mfcc: int = 20
     segment_frames: int = 128  # model input width, ~3 s
-    # How the spectrum is computed, part of the fingerprint so features made one way are never served as
-    # the other: 1 = float64 FFT (dB within 1e-5 of librosa), 2 = float32 FFT (within ~2e-3 dB, ~1.5x
-    # faster; docs/benchmark.md). A config read without this field (written before it existed) is 1.
-    spectrum_version: int = 2
+    # How the features are computed, part of the fingerprint so features made one way are never served as
+    # the other's: 1 = float64 FFT (dB within 1e-5 of librosa), log10, scipy's DCT and Savitzky-Golay;
+    # 2 = float32 FFT (within ~2e-3 dB), log2, the same DCT and delta as matrix product and convolution:
+    # ~1.4x faster (docs/benchmark.md). A config read without this field (written before it existed) is 1.
+    features_version: int = 2
 
     def __post_init__(self) -> None:
         positive = ("sample_rate", "n_mels", "n_fft", "hop_length", "clip_seconds", "n_mfcc", "segment_frames")
@@ -53,8 +54,8 @@ class FeatureConfig:
             )
         if self.min_seconds * self.sample_rate < self.n_fft:
             raise ParameterError("min_seconds must cover at least one FFT window")
-        if self.spectrum_version not in SPECTRUM_VERSIONS:
-            raise ParameterError(f"FeatureConfig.spectrum_version must be one of {SPECTRUM_VERSIONS}, got {self.spectrum_version!r}")
+        if self.features_version not in FEATURES_VERSIONS:
+            raise ParameterError(f"FeatureConfig.features_version must be one of {FEATURES_VERSIONS}, got {self.features_version!r}")
         if self.n_mfcc > self.n_mels:
             raise ParameterError(f"n_mfcc ({self.n_mfcc}) cannot exceed n_mels ({self.n_mels})")
 
@@ -67,7 +68,7 @@ class FeatureConfig:
         unknown = set(data) - known
         if unknown:
             raise ParameterError(f"unknown FeatureConfig fields: {sorted(unknown)}")
-        return cls(**{"spectrum_version": 1, **data})  # no such field: made before version 2 existed
+        return cls(**{"features_version": 1, **data})  # no such field: written before version 2 existed
 
     def fingerprint(self) -> str:
         """A short stable hash of the parameters: part of every feature-cache key."""
