@@ -1,6 +1,10 @@
 """Features against librosa directly, segments, and the on-disk cache (hit, miss, invalidation)."""
 
+import json
+import os
 import shutil
+import time
+from pathlib import Path
 
 import librosa
 import numpy as np
@@ -91,3 +95,150 @@ def test_get_many_in_parallel_reports_bad_files(tmp_path, real_clip_paths):
     assert seen[-1] == (4, 4)
     serial = compute_features(real_clip_paths[0], CFG)
     np.testing.assert_array_equal(report.features[str(real_clip_paths[0])].mel_db, serial.mel_db)
+
+
+# --- remembered content hashes: a rescan reads no audio ---------------------------------------------
+class AudioReads:
+    """Counts what touches the audio files' bytes: hashing them, opening them from Python, decoding them."""
+
+    def __init__(self, monkeypatch, audio_paths):
+        import builtins
+
+        import soundfile
+
+        from musiclust.features import mel
+
+        self.hashed: list[str] = []
+        self.opened: list[str] = []
+        self.decoded: list[str] = []
+        audio = {str(Path(p).resolve()) for p in audio_paths}
+        real_hash, real_open, real_soundfile = mel.content_hash, builtins.open, soundfile.SoundFile
+
+        def counting_hash(path):
+            self.hashed.append(str(Path(path).resolve()))
+            return real_hash(path)
+
+        def counting_open(file, *args, **kwargs):
+            if isinstance(file, (str, Path)) and str(Path(file).resolve()) in audio:
+                self.opened.append(str(file))
+            return real_open(file, *args, **kwargs)
+
+        class CountingSoundFile(real_soundfile):
+            def __init__(inner, file, *args, **kwargs):
+                if isinstance(file, (str, Path)) and str(Path(file).resolve()) in audio:
+                    self.decoded.append(str(file))
+                super().__init__(file, *args, **kwargs)
+
+        monkeypatch.setattr(mel, "content_hash", counting_hash)
+        monkeypatch.setattr(builtins, "open", counting_open)
+        monkeypatch.setattr(soundfile, "SoundFile", CountingSoundFile)
+
+    def reset(self) -> None:
+        self.hashed.clear(), self.opened.clear(), self.decoded.clear()
+
+
+@pytest.fixture
+def library(tmp_path, real_clip_paths):
+    """Three real clips in a library folder (fresh files: their stamps are racy until RACY_SECONDS pass)."""
+    folder = tmp_path / "library"
+    folder.mkdir()
+    paths = []
+    for clip in real_clip_paths[:3]:
+        shutil.copy(clip, folder / clip.name)
+        paths.append(folder / clip.name)
+    return paths
+
+
+def test_rescan_of_unchanged_files_reads_no_audio_and_a_touched_file_is_hashed_again(tmp_path, library, monkeypatch):
+    from musiclust.features.hashes import RACY_SECONDS
+
+    time.sleep(RACY_SECONDS + 0.1)  # stamps of files changed in the last RACY_SECONDS are not remembered
+    store = FeatureStore(tmp_path / "cache", CFG)
+    reads = AudioReads(monkeypatch, library)
+    first = store.get_many(library)
+    assert first.computed == 3 and sorted(reads.hashed) == sorted(str(p.resolve()) for p in library)
+    assert len(list((tmp_path / "cache" / "content-hashes").glob("*.json"))) >= 1
+
+    reads.reset()
+    fresh = FeatureStore(tmp_path / "cache", CFG)  # another process: the index is read from disk
+    again = fresh.get_many(library)
+    assert again.cached == 3 and again.computed == 0
+    assert reads.hashed == [] and reads.opened == [] and reads.decoded == [], "an unchanged file was read"
+    for p in library:
+        np.testing.assert_array_equal(again.features[str(p)].mel_db, first.features[str(p)].mel_db)
+    # the same file through another spelling of its path: the resolved path is the key
+    assert FeatureStore(tmp_path / "cache", CFG).get(library[0].parent / ".." / "library" / library[0].name)[1]
+    assert reads.hashed == []
+
+    os.utime(library[1])  # touched: new mtime and ctime, same bytes
+    reads.reset()
+    touched = FeatureStore(tmp_path / "cache", CFG).get_many(library)
+    assert reads.hashed == [str(library[1].resolve())] and reads.decoded == []
+    assert touched.cached == 3  # same content: the features come from the cache
+
+
+def test_a_same_size_edit_with_its_mtime_put_back_gets_new_features(tmp_path, library, monkeypatch):
+    """Size, mtime and inode unchanged (``mp3gain -p`` does this): the ctime still tells, so it is re-hashed."""
+    import soundfile as sf
+
+    from musiclust.features.hashes import RACY_SECONDS
+
+    target = library[0]
+    store = FeatureStore(tmp_path / "cache", CFG)
+    time.sleep(RACY_SECONDS + 0.1)
+    before, _ = store.get(target)
+    assert store.hashes.lookup(__import__("musiclust.features.hashes", fromlist=["x"]).HashStamp.of(target)) is not None
+    st = os.stat(target)
+    samples, sr = sf.read(str(target), dtype="int16")
+    samples[: sr // 2] = 0  # the first half second silenced, in place: same size
+    with sf.SoundFile(str(target), "r+") as handle:
+        handle.seek(0)
+        handle.write(samples)
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after_stat = os.stat(target)
+    assert (after_stat.st_size, after_stat.st_mtime_ns, after_stat.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+    reads = AudioReads(monkeypatch, [target])
+    after, cached = FeatureStore(tmp_path / "cache", CFG).get(target)
+    assert reads.hashed == [str(target.resolve())] and not cached
+    assert not np.array_equal(after.mel_db, before.mel_db)
+    np.testing.assert_array_equal(after.mel_db, compute_features(target, CFG).mel_db)
+
+
+def test_a_damaged_hash_index_is_ignored_and_files_are_hashed_again(tmp_path, library, monkeypatch):
+    from musiclust.features.hashes import RACY_SECONDS
+
+    time.sleep(RACY_SECONDS + 0.1)
+    FeatureStore(tmp_path / "cache", CFG).get_many(library)
+    buckets = list((tmp_path / "cache" / "content-hashes").glob("*.json"))
+    assert buckets and not list((tmp_path / "cache" / "content-hashes").glob("*.tmp"))
+    for bucket in buckets:
+        data = json.loads(bucket.read_text())
+        assert data["format"] == "musiclust-content-hashes" and all(len(r["sha256"]) == 64 for r in data["files"].values())
+        bucket.write_text(bucket.read_text()[: len(bucket.read_text()) // 2])  # cut short
+    reads = AudioReads(monkeypatch, library)
+    report = FeatureStore(tmp_path / "cache", CFG).get_many(library)
+    assert report.cached == 3 and sorted(reads.hashed) == sorted(str(p.resolve()) for p in library)
+    reads.reset()
+    assert FeatureStore(tmp_path / "cache", CFG).get_many(library).cached == 3 and reads.hashed == []  # rewritten whole
+
+
+def test_racy_or_changing_stamps_are_not_remembered(tmp_path, library):
+    """A digest is kept only when the file's ctime is RACY_SECONDS older than the hashing, and the file did
+    not change while it was read."""
+    from musiclust.features.hashes import RACY_SECONDS, HashIndex, HashStamp, content_hash
+
+    index = HashIndex(tmp_path / "hashes")
+    stamp = HashStamp.of(library[0])
+    digest = content_hash(library[0])
+    assert not index.remember(stamp, digest, started_ns=stamp.ctime_ns + int(RACY_SECONDS * 1e9) // 2)
+    assert index.lookup(stamp) is None
+    os.utime(library[1], ns=(0, 10**9))
+    moved = HashStamp.of(library[1])
+    os.utime(library[1], ns=(0, 2 * 10**9))  # changed after its stamp was taken
+    assert not index.remember(moved, content_hash(library[1]), started_ns=moved.ctime_ns + 10**12)
+    assert index.remember(stamp, digest, started_ns=stamp.ctime_ns + int(RACY_SECONDS * 1e9) + 1)
+    assert index.lookup(stamp) == digest and index.lookup(HashStamp.of(library[1])) is None
+    index.save()
+    assert HashIndex(tmp_path / "hashes").lookup(stamp) == digest
+    other = HashStamp(stamp.file, stamp.ctime_ns, stamp.inode + 1)  # another file moved over this path
+    assert HashIndex(tmp_path / "hashes").lookup(other) is None
