@@ -135,6 +135,7 @@ def reference_start(browser, tmp: Path) -> float:
     script = tmp / "reference_app.py"
     script.write_text(REFERENCE_APP)
     with server(script) as s:
+        s.wait_healthy()
         return _first_page(browser, s.url, s.started)
 
 
