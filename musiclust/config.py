@@ -20,6 +20,7 @@ EXCERPT_DESCRIPTIONS = {
     "windows": "Of a track longer than {clip:g} s, the models hear {n} windows of {window:g} s spread evenly across it "
                "(at 1/{twice_n}, 3/{twice_n} … of its length), joined: {clip:g} s in all.",
 }
+FEATURES_VERSIONS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,11 @@ class FeatureConfig:
     # segments straddle a join.
     excerpt: str = "windows"
     excerpt_windows: int = 5  # windows of clip_seconds / excerpt_windows each, with excerpt="windows"
+    # How the features are computed, part of the fingerprint so features made one way are never served as
+    # the other's: 1 = float64 FFT (dB within 1e-5 of librosa), log10, scipy's DCT and Savitzky-Golay;
+    # 2 = float32 FFT (within ~2e-3 dB), log2, the same DCT and delta as matrix product and convolution:
+    # ~1.4x faster (docs/benchmark.md). A config read without this field (written before it existed) is 1.
+    features_version: int = 2
 
     def __post_init__(self) -> None:
         positive = ("sample_rate", "n_mels", "n_fft", "hop_length", "clip_seconds", "n_mfcc", "segment_frames")
@@ -73,6 +79,8 @@ class FeatureConfig:
             raise ParameterError(
                 f"{self.excerpt_windows} windows of {self.clip_seconds:g} s are shorter than one FFT window each"
             )
+        if self.features_version not in FEATURES_VERSIONS:
+            raise ParameterError(f"FeatureConfig.features_version must be one of {FEATURES_VERSIONS}, got {self.features_version!r}")
         if self.n_mfcc > self.n_mels:
             raise ParameterError(f"n_mfcc ({self.n_mfcc}) cannot exceed n_mels ({self.n_mels})")
 
@@ -93,7 +101,8 @@ class FeatureConfig:
         unknown = set(data) - known
         if unknown:
             raise ParameterError(f"unknown FeatureConfig fields: {sorted(unknown)}")
-        return cls(**{"excerpt": "middle", **data})
+        # A record without a field was written before it existed: the middle excerpt, the version-1 features.
+        return cls(**{"excerpt": "middle", "features_version": 1, **data})
 
     def fingerprint(self) -> str:
         """A short stable hash of the parameters: part of every feature-cache key."""
