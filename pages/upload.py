@@ -19,6 +19,8 @@ st.caption(
     "collection and beside its five nearest tracks. Nothing you upload is stored."
 )
 
+if ui.waiting_for_first_model(ctx):  # the first run's progress panel above says why
+    st.stop()
 if not ui.require_trained(ctx):
     st.stop()
 
