@@ -46,15 +46,16 @@ def playlist_buttons(rows: pd.DataFrame, stem: str, key: str) -> None:
 
 def cluster_card(ctx: Context, cluster: int, key: str) -> None:
     """A cluster's size, group mix, top lyric terms and most typical track (playable)."""
-    from musiclust_app.figures import group_mix_figure  # plotly subplots: only once a model answers
+    from musiclust_app.caches import group_mix
 
     card = ctx.service.cluster_card(ctx.model, cluster)
     if card is None:
         st.caption("This checkpoint has no cluster description.")
         return
     st.markdown(f"{card.size} tracks · {card.with_lyrics} with lyrics")
-    if card.groups:
-        st.plotly_chart(group_mix_figure(card.groups), key=f"{key}_mix", config={"displayModeBar": False})
+    figure = group_mix(ctx, cluster)
+    if figure is not None:
+        st.plotly_chart(figure, key=f"{key}_mix", config={"displayModeBar": False})
     terms = ", ".join(md(t) for t in card.top_terms)
     st.markdown("**Top lyric terms:** " + (terms or "_none (no lyrics in this cluster)_"))
     if card.typical is not None:
