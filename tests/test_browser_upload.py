@@ -8,13 +8,19 @@ Run with ``pytest -m browser``; skipped when Chromium or Playwright is missing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
+import subprocess
+import sys
 import time
+import urllib.request
 
 import pytest
 
-from test_browser import ARTIFACTS, CHROMIUM, FLAGS, assert_no_exception, open_page, server, shot, sync_api  # noqa: F401
+from test_browser import (  # noqa: F401  (server: the app on the tiny trained models)
+    ARTIFACTS, CHROMIUM, FLAGS, IDLE, REPO, assert_no_exception, free_port, open_page, server, shot, sync_api, wait_idle,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -45,6 +51,58 @@ def browser():
             yield chromium
         finally:
             chromium.close()
+
+
+@contextlib.contextmanager
+def one_line_app(folder):
+    """``streamlit run`` of a one-line app: the reference for the first page's time, same run, same machine."""
+    script = folder / "one_line.py"
+    script.write_text('import streamlit as st\n\nst.title("hello")\n')
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
+                             "--server.headless", "true", "--server.address", "127.0.0.1"], cwd=folder,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the one-line app did not start")
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def first_page(browser, url: str, heading: str = "[data-testid='stMain'] h1") -> float:
+    """Seconds from asking a fresh server for its first page until it is drawn and idle."""
+    context = browser.new_context(viewport={"width": 1440, "height": 1000})
+    try:
+        page = context.new_page()
+        started = time.perf_counter()
+        page.goto(url)
+        page.wait_for_selector(heading, timeout=120_000)
+        wait_idle(page)
+        seconds = time.perf_counter() - started
+        assert_no_exception(page)
+        return seconds
+    finally:
+        context.close()
+
+
+def test_first_page_beside_a_one_line_app(server, browser, tmp_path):
+    """The app's first page on a fresh server, and a one-line app's: both drawn (times printed, not judged)."""
+    app = first_page(browser, server)  # must run first in this module: the server has run no page yet
+    with one_line_app(tmp_path) as url:
+        reference = first_page(browser, url)
+    print(f"\nfirst page: app {app:.2f} s, one-line app {reference:.2f} s ({app / reference:.2f}x); "
+          f"load {os.getloadavg()[0]:.1f}")
 
 
 def upload_once(browser, url: str, clip, screenshot: str = "") -> dict:
