@@ -18,8 +18,8 @@ import urllib.request
 
 import pytest
 
-from test_browser import (  # noqa: F401  (server: the app on the tiny trained models)
-    ARTIFACTS, CHROMIUM, FLAGS, IDLE, REPO, assert_no_exception, free_port, open_page, server, shot, sync_api, wait_idle,
+from test_browser import (  # noqa: F401  (fixtures: the app on the tiny trained models, Chromium)
+    assert_no_exception, browser, free_port, open_page, server, shot, wait_idle,
 )
 
 pytestmark = pytest.mark.browser
@@ -41,16 +41,6 @@ ANSWER_SHOWN = """([before]) => {
 }"""
 PLAYER_STATES = """() => [...document.querySelectorAll("audio[data-testid='stAudio'], [data-testid='stAudio'] audio")]
   .map(a => ({src: a.currentSrc || a.src, readyState: a.readyState, error: a.error ? a.error.code : null}))"""
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @contextlib.contextmanager
