@@ -12,11 +12,10 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from browser_support import POINT_JS
+from browser_support import POINT_JS, wait_healthy
 
 pytestmark = pytest.mark.browser
 
@@ -55,17 +54,7 @@ def server(trained_checkpoints, real_music_folder, tmp_path_factory):
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not start:\n{(logs / 'streamlit.log').read_text()[-3000:]}")
-            time.sleep(0.3)
+        wait_healthy(url, proc, lambda: (logs / "streamlit.log").read_text()[-3000:])
         yield url
     finally:
         proc.terminate()

@@ -14,9 +14,9 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
+from browser_support import wait_healthy
 
 from test_browser import (  # noqa: F401  (fixtures: the app on the tiny trained models, Chromium)
     assert_no_exception, browser, free_port, open_page, server, shot, wait_idle,
@@ -54,16 +54,7 @@ def one_line_app(folder):
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the one-line app did not start")
-                time.sleep(0.3)
+        wait_healthy(url, proc, seconds=120)
         yield url
     finally:
         proc.terminate()
