@@ -120,4 +120,8 @@ def _first_run_progress(root: str, models_missing: int) -> None:
 def waiting_for_first_model(ctx: Context) -> bool:
     """True (and the page should stop) while the first run has not yet saved a model for this page;
     the progress panel above says what is happening instead of an error."""
-    return ctx.model is None and first_run_plan(ctx) is not None
+    if ctx.model is not None or first_run_plan(ctx) is None:
+        return False
+    st.info("This page opens as soon as the first model is saved (progress above); nothing to do meanwhile.",
+            icon=":material/hourglass_top:")
+    return True
