@@ -1,23 +1,4 @@
-"""What the browser tests share: waiting for a started server, and how to find a clickable map point in a Plotly chart."""
-
-import time
-import urllib.request
-
-
-def wait_healthy(url: str, proc, why_not=lambda: "", seconds: float = 90) -> None:
-    """Wait until the Streamlit server at ``url`` (process ``proc``) answers its health check; raise with
-    ``why_not()`` (its log) when it exits or does not answer within ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"streamlit did not start:\n{why_not()}")
-        time.sleep(0.3)
+"""What the browser tests share: how to find a clickable map point in a Plotly chart."""
 
 # The most isolated point of the map, in page pixels, with its track id and title (from customdata):
 # pixels from the decoded arrays in gd._fullData and the axes' l2p, avoiding the top toolbar strip.

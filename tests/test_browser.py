@@ -12,10 +12,11 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
-from browser_support import POINT_JS, wait_healthy
+from browser_support import POINT_JS
 
 pytestmark = pytest.mark.browser
 
@@ -54,7 +55,17 @@ def server(trained_checkpoints, real_music_folder, tmp_path_factory):
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(url, proc, lambda: (logs / "streamlit.log").read_text()[-3000:])
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit did not start:\n{(logs / 'streamlit.log').read_text()[-3000:]}")
+            time.sleep(0.3)
         yield url
     finally:
         proc.terminate()
