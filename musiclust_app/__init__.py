@@ -10,10 +10,12 @@ the pages (``pages/*.py``) use what this package exports and :class:`musiclust.s
 - :mod:`.text`: escaping, track lines, playlists, labels.
 """
 
-from musiclust.serving.figures import MAP_MAX_POINTS, map_figure, map_note, marker_size  # noqa: F401
-from musiclust_app.caches import collection_mel, morph, reconstruction_report, sonified, tracks_of  # noqa: F401
+from dataclasses import replace  # noqa: F401  (a feature config with another hop, for a pooled spectrogram)
+
+from musiclust.serving.figures import MAP_MAX_POINTS, display_mel, map_figure, map_note, marker_size  # noqa: F401
+from musiclust_app.caches import collection_mel, draw_upload_map, morph, reconstruction_report, sonified, tracks_of  # noqa: F401
 from musiclust_app.components import (  # noqa: F401
-    MAX_UPLOAD_MB, UPLOAD_TYPES, cluster_card, play_audio, play_track, playlist_buttons,
+    MAX_UPLOAD_MB, UPLOAD_TYPES, cluster_card, play_audio, play_track, playlist_buttons, waiting_for_first_model,
 )
 from musiclust_app.figures import (  # noqa: F401
     METRIC_LABELS, contingency_figure, contingency_height, mel_figure, metric_figure, morph_figure,

@@ -7,6 +7,7 @@ them all when a retrain succeeds. The work itself is the :class:`~musiclust.serv
 
 from __future__ import annotations
 
+import threading
 from typing import Optional, Sequence
 
 import numpy as np
@@ -14,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from musiclust.service import Morph, ReconstructionReport
-from musiclust.serving.figures import with_hover_text
+from musiclust.serving.figures import map_figure, marker_size, set_upload_point, with_hover_text
 from musiclust_app.state import Context, get_service
 
 
@@ -77,3 +78,37 @@ def _sonified(dataset: str, root: str, key: tuple, _mel_db: np.ndarray, name: st
 def sonified(ctx: Context, key: tuple, mel_db: np.ndarray) -> np.ndarray:
     """Audio from a dB log-mel (Griffin-Lim); ``key`` names what the mel is (track, model, version, length)."""
     return _sonified(ctx.dataset, str(ctx.root), key, mel_db, ctx.model)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _upload_map(dataset: str, root: str, name: str, version: str, height: int) -> tuple:
+    """The collection's map with a movable star, built once per model version (a shared resource: only
+    :func:`draw_upload_map` touches it, under its lock)."""
+    frame = _track_table(dataset, root, name, version)
+    fig = map_figure(frame, "cluster", marker_size=marker_size(len(frame)), height=height, upload=(0.0, 0.0),
+                     upload_name="your track")
+    return fig, threading.Lock()
+
+
+def draw_upload_map(ctx: Context, coords: tuple[float, float], key: str, height: int = 460) -> None:
+    """The model's map of the collection with the upload as a star: the cached figure, its star moved.
+
+    The lock keeps two sessions from moving the one star at once; ``st.plotly_chart`` copies the figure
+    into its message before the lock is let go."""
+    fig, lock = _upload_map(ctx.dataset, str(ctx.root), ctx.model, ctx.version(), height)
+    with lock:
+        st.plotly_chart(set_upload_point(fig, coords), key=key)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _group_mix(dataset: str, root: str, name: str, version: str, cluster: int):
+    from musiclust_app.figures import group_mix_figure
+
+    card = get_service(dataset, root).cluster_card(name, cluster)
+    return group_mix_figure(card.groups) if card is not None and card.groups else None
+
+
+def group_mix(ctx: Context, cluster: int):
+    """A cluster's group-mix bar figure (``None`` without groups), built once per model version and
+    cluster; read-only once built (``st.plotly_chart`` copies it)."""
+    return _group_mix(ctx.dataset, str(ctx.root), ctx.model, ctx.version(), cluster)

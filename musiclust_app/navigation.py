@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from musiclust_app import sidebar
+from musiclust_app import components, sidebar
 from musiclust_app.state import Context, context
 
 PAGES = (  # (script relative to app.py, title, icon)
@@ -43,6 +43,7 @@ def route() -> StreamlitPage:
     st.set_page_config(page_title="musiclust", page_icon=":material/graphic_eq:", layout="wide")
     page = st.navigation([st.Page(path, title=title, icon=icon, default=i == 0) for i, (path, title, icon) in enumerate(PAGES)])
     sidebar.draw()
+    components.first_run_panel(context())  # on every page while the default set is being built
     return page
 
 

@@ -107,6 +107,20 @@ def progress_text(status: JobStatus) -> str:
     return " · ".join(parts)
 
 
+def first_run_text(status: JobStatus) -> str:
+    """The first run's line: clips rendered, or the model being trained, each with the phase's time left."""
+    left = status.seconds_left
+    about = f" · about {format_seconds(left)} left" if left is not None else " · estimating the time left…"
+    if status.phase == "render":
+        return f"Rendering the default set: {status.clips_done} of {status.clips_total} clips{about}"
+    if not status.model:
+        return status.message.capitalize() if status.message else "Preparing the default set…"
+    text = f"Training model {status.model_index + 1} of {status.n_models} ({status.model})"
+    if status.n_epochs:
+        text += f" · epoch {status.epoch} of {status.n_epochs}"
+    return text + about
+
+
 def outcome_reason(message: str, state: str) -> str:
     """A finished job's message without its leading ``state:``."""
     message = (message or "no reason given").strip()

@@ -16,6 +16,8 @@ st.caption(
     "original goes through the same rendering, so you compare like with like."
 )
 
+if ui.waiting_for_first_model(ctx):  # the first run's progress panel above says why
+    st.stop()
 model = ui.require_model(ctx)
 if model is None:
     st.stop()

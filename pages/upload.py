@@ -19,6 +19,8 @@ st.caption(
     "collection and beside its five nearest tracks. Nothing you upload is stored."
 )
 
+if ui.waiting_for_first_model(ctx):  # the first run's progress panel above says why
+    st.stop()
 if not ui.require_trained(ctx):
     st.stop()
 
@@ -55,10 +57,14 @@ if key not in analyses:
     except MusiclustError as exc:
         st.error(f"{ui.md(upload.name)} could not be analysed: {ui.md(exc)}", icon=":material/error:")
         st.stop()
-    analyses[key] = (answer, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    shown, step = ui.display_mel(answer.features.mel_db)  # what a screen can show: ~480 columns, not 1,292
+    config = model.feature_config
+    mel_fig = ui.mel_figure(shown, ui.replace(config, hop_length=config.hop_length * step), height=320)
+    analyses[key] = (answer, seconds, mel_fig)  # built once per upload, not on every rerun
     while len(analyses) > KEEP_ANALYSES:
         analyses.pop(next(iter(analyses)))
-answer, seconds = analyses[key]
+answer, seconds, mel_fig = analyses[key]
 placement = answer.placement
 st.session_state["last_upload"] = {
     "name": upload.name, "digest": digest, "bytes": data, "mime": upload.type or "audio/wav",
@@ -97,9 +103,7 @@ map_col, card_col = st.columns([3, 2])
 with map_col:
     st.subheader("On the map")
     st.caption("The collection's UMAP map coloured by cluster; the star is your track.")
-    fig = ui.map_figure(frame, "cluster", marker_size=ui.marker_size(len(frame)), height=460, upload=placement.coords,
-                        upload_name="your track")
-    st.plotly_chart(fig, key="upload_map")
+    ui.draw_upload_map(ctx, placement.coords, key="upload_map")
 with card_col:
     st.subheader(f"Cluster {c}")
     ui.cluster_card(ctx, c, key="upload_card")
@@ -115,9 +119,7 @@ for n in placement.neighbours:
 
 st.subheader("Its mel spectrogram")
 st.caption(f"Log-mel power in dB of the {answer.features.duration:.0f} s the model heard.")
-st.plotly_chart(ui.mel_figure(answer.features.mel_db, model.feature_config, height=320), key="upload_mel")
-st.caption("Your upload:")
-st.audio(data, format=upload.type or "audio/wav")
+st.plotly_chart(mel_fig, key="upload_mel")
 if lyrics.strip():
     with st.expander("The lyrics you gave"):
         st.text(lyrics)

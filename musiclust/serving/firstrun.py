@@ -16,16 +16,18 @@ the next start resumes where it stopped.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 from musiclust import paths
-from musiclust.errors import DataError, JobBusyError
+from musiclust.errors import DataError, JobBusyError, ParameterError
 from musiclust.serving import checkpoint as ckpt
 from musiclust.serving.jobs import RetrainJobs
 
 DEFAULT_DATASET = "default"
+EPOCHS_ENV = "MUSICLUST_FIRST_RUN_EPOCHS"  # a short build for tests; unset: the fit loop's tuned default
 
 
 @dataclass(frozen=True)
@@ -75,12 +77,22 @@ def ensure_first_build(jobs: RetrainJobs, variant: str = "natural", checkpoints:
         return False
     if jobs.is_running():
         return True
-    args = ["--variant", variant, "--checkpoints", str(Path(checkpoints or paths.checkpoints_root()))]
+    args = ["--variant", variant, "--checkpoints", str(Path(checkpoints or paths.checkpoints_root())), *_epochs_args()]
     try:
         jobs.start(args, command="first-run")
     except JobBusyError:  # another process started it between the check and the start
         pass
     return True
+
+
+def _epochs_args() -> list[str]:
+    """``--epochs N`` when :data:`EPOCHS_ENV` asks for a shorter build (a test's), else nothing."""
+    value = os.environ.get(EPOCHS_ENV, "").strip()
+    if not value:
+        return []
+    if not value.isdigit() or int(value) < 1:
+        raise ParameterError(f"{EPOCHS_ENV} must be a whole number of epochs ≥ 1, got {value!r}")
+    return ["--epochs", value]
 
 
 def run_first_build(
