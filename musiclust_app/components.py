@@ -11,7 +11,7 @@ import streamlit as st
 
 from musiclust import paths
 from musiclust.config import FeatureConfig
-from musiclust.serving.firstrun import BuildPlan, ensure_first_build, model_order, plan
+from musiclust.serving.firstrun import BuildPlan, auto_build_enabled, ensure_first_build, model_order, plan
 from musiclust.serving.jobs import FAILED, RUNNING
 from musiclust_app.state import Context, jobs
 from musiclust_app.text import csv_playlist, first_run_text, m3u_playlist, md, outcome_reason, track_line
@@ -78,7 +78,7 @@ def first_run_plan(ctx: Context) -> Optional[BuildPlan]:
     """What the first run still has to build for the data set shown (``None``: not the default set, or done).
 
     Cheap (file checks, no decoding), so every page load asks; the build itself is started once per process."""
-    if ctx.dataset not in FIRST_RUN_DATASETS:
+    if ctx.dataset not in FIRST_RUN_DATASETS or not auto_build_enabled():
         return None
     todo = plan("natural", ctx.root)
     if todo.done:

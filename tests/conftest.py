@@ -23,20 +23,23 @@ TRAIN_BRIEFLY = {"epochs": 2, "latent_dim": 8, "seed": 0}  # the session's train
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _library_roots(tmp_path_factory):
+def _test_environment(tmp_path_factory):
     """The tests' music folders live under pytest's temporary folder: make it a library root, beside
     the repo's data/, for every process the tests start (the app and app-started retrains check roots).
     Tests of the roots themselves set their own value."""
     import os
 
     roots = os.pathsep.join([str(REPO / "data"), str(tmp_path_factory.getbasetemp())])
-    before = os.environ.get("MUSICLUST_LIBRARY_ROOTS")
-    os.environ["MUSICLUST_LIBRARY_ROOTS"] = roots
+    # ...and no app a test starts builds the repo's default set behind it: the first-run tests turn it on.
+    wanted = {"MUSICLUST_LIBRARY_ROOTS": roots, "MUSICLUST_FIRST_RUN": "off"}
+    before = {key: os.environ.get(key) for key in wanted}
+    os.environ.update(wanted)
     yield roots
-    if before is None:
-        os.environ.pop("MUSICLUST_LIBRARY_ROOTS", None)
-    else:
-        os.environ["MUSICLUST_LIBRARY_ROOTS"] = before
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(autouse=True)

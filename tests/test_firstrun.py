@@ -40,6 +40,7 @@ def tiny_default(tmp_path, monkeypatch):
         "MUSICLUST_DEFAULT_AUDIO": str(tmp_path / "audio"),
         "MUSICLUST_CHECKPOINTS": str(tmp_path / "checkpoints"),
         "MUSICLUST_JOBS": str(tmp_path / "jobs"),
+        "MUSICLUST_FIRST_RUN": "on",  # the session turns the app's own build off (conftest); here it is tested
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)

@@ -27,6 +27,7 @@ from musiclust.serving import checkpoint as ckpt
 from musiclust.serving.jobs import RetrainJobs
 
 DEFAULT_DATASET = "default"
+AUTO_BUILD_ENV = "MUSICLUST_FIRST_RUN"  # "off": the app never starts the build (tests; a deployment that builds apart)
 EPOCHS_ENV = "MUSICLUST_FIRST_RUN_EPOCHS"  # a short build for tests; unset: the fit loop's tuned default
 
 
@@ -67,11 +68,19 @@ def _dataset(variant: str) -> str:
     return DEFAULT_DATASET if variant == "natural" else f"{DEFAULT_DATASET}:{variant}"
 
 
+def auto_build_enabled() -> bool:
+    """Whether the app may start the first run's build by itself (:data:`AUTO_BUILD_ENV` is not "off")."""
+    return os.environ.get(AUTO_BUILD_ENV, "").strip().lower() != "off"
+
+
 def ensure_first_build(jobs: RetrainJobs, variant: str = "natural", checkpoints: Optional[Path] = None) -> bool:
     """Start the background build when something is missing and no job runs; True when one runs now.
 
     Safe to call on every page load from any number of app processes: the retrain lock decides.
+    Does nothing when :func:`auto_build_enabled` says no.
     """
+    if not auto_build_enabled():
+        return False
     todo = plan(variant, checkpoints)
     if todo.done:
         return False
