@@ -27,13 +27,8 @@ from musiclust_app.state import (
 from musiclust_app.text import TRAIN_COMMAND, arg_value, dataset_label, format_seconds, md, outcome_reason, progress_text
 
 OTHER = "__other__"
-GROUP_LABELS = {
-    "auto": "Automatic: sub-folders when 2 or more hold audio, else none",
-    "folder": "The immediate sub-folder",
-    "tag": "The files' genre tag",
-    "column": "A column of the CSV",
-    "none": "None: an unlabelled library",
-}
+GROUP_LABELS = {"auto": "Automatic", "folder": "Sub-folders", "tag": "Genre tags", "column": "A CSV column",
+                "none": "None (unlabelled)"}
 
 
 def draw() -> None:
@@ -151,8 +146,9 @@ def library_settings(ctx: Context) -> None:
     if st.session_state.get("library_groups") not in options:
         st.session_state.pop("library_groups", None)
     groups = st.selectbox("Groups from", options, key="library_groups", format_func=GROUP_LABELS.get,
-                          help="Groups give k (one cluster per group) and the label scores; without groups, "
-                          "k is found from the data and only label-free scores are given.")
+                          help="Automatic: the immediate sub-folders when 2 or more hold audio directly, else none "
+                          "(a CSV: its 'genre' column). Groups give k (one cluster per group) and the label scores; "
+                          "without groups, k is found from the data and only label-free scores are given.")
     column = st.text_input("Column", key="library_column", placeholder="genre") if groups == "column" else ""
     st.number_input("Clusters k", 0, 200, 0, key="retrain_k",
                     help="0 = one cluster per group, or found from the data (a sweep over k) when there are none")
@@ -322,6 +318,11 @@ def require_trained(ctx: Context) -> bool:
     """True when the data set has a trained model; otherwise say what to run and offer the retrain."""
     if ctx.model is not None:
         return True
+    status = jobs().status()
+    if status.state == RUNNING and same_dataset(job_dataset(status), ctx.dataset):
+        st.info(f"The models of **{md(dataset_label(ctx.dataset))}** are being trained: the progress shows in the "
+                "sidebar, and this page fills in when the first run ends.", icon=":material/hourglass_top:")
+        return False
     data_flag = f" `--data {ctx.dataset.replace('`', '')}`" if ctx.dataset != "default" else ""
     st.info(
         f"No trained model for **{md(dataset_label(ctx.dataset))}** yet. Train the models from a terminal with "

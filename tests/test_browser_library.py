@@ -14,11 +14,10 @@ import re
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from browser_support import streamlit_server
 from test_browser import CHART, assert_no_exception, browser, free_port, page, shot, wait_idle  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.browser
@@ -50,39 +49,11 @@ def library_server(flat_library, tmp_path_factory):
     """``streamlit run app.py`` with only ``flat_library``'s root as library root and no trained model."""
     root, _ = flat_library
     state = tmp_path_factory.mktemp("library-server")
-    port = free_port()
     env = {**os.environ, "MUSICLUST_LIBRARY_ROOTS": str(root), "MUSICLUST_CHECKPOINTS": str(state / "checkpoints"),
            "MUSICLUST_JOBS": str(state / "jobs")}
     env.pop("MUSICLUST_DATA", None)
-    with open(state / "streamlit.log", "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
-             "--server.address", "127.0.0.1"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while not _healthy(url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not start:\n{(state / 'streamlit.log').read_text()[-3000:]}")
-            time.sleep(0.3)
+    with streamlit_server(env, state, free_port()) as url:
         yield url, state
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
-            return reply.status == 200
-    except OSError:
-        return False
 
 
 def open_app(page, url: str, path: str = "") -> None:
