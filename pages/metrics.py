@@ -106,7 +106,8 @@ st.subheader("Clusters against groups, and training curves", anchor=False)
 if not ctx.models:
     st.info(f"No trained model for {ui.md(ui.dataset_label(ctx.dataset))} yet: run `{ui.TRAIN_COMMAND}` or retrain from the sidebar.")
     st.stop()
-st.caption("Left: how many tracks of each group fall in each cluster (a clean clustering has one bright cell per row). "
+st.caption("Left: how many tracks of each group fall in each cluster (a clean clustering has one bright cell per row; "
+           "a collection without groups shows each cluster's size under 'unknown'). "
            "Right: the training and validation losses per epoch.")
 for tab, name in zip(st.tabs(ctx.models), ctx.models):
     with tab:
