@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -52,9 +53,12 @@ def chromium(extra_flags: tuple = ()) -> Iterator:
 
 
 class Server:
-    """``streamlit run script`` on a free port; ``started`` is the monotonic time of the launch."""
+    """``streamlit run script`` on a free port; ``started`` is the monotonic time of the launch.
 
-    def __init__(self, script: Path, env: Optional[dict] = None):
+    ``root`` is the checkout the app runs from (its working directory and ``PYTHONPATH``): this repository,
+    or a clean copy of it (the fresh-machine figure)."""
+
+    def __init__(self, script: Path, env: Optional[dict] = None, root: Path = REPO):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [
@@ -62,10 +66,11 @@ class Server:
             "--server.headless", "true", "--server.port", str(self.port), "--server.address", "127.0.0.1",
             "--browser.gatherUsageStats", "false",
         ]
+        self._log = tempfile.TemporaryFile(mode="w+", prefix="musiclust-bench-streamlit-")  # a pipe nobody reads could fill up
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            cmd, cwd=REPO, env=python_env(single_thread=False, extra=env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, start_new_session=True,
+            cmd, cwd=root, env=python_env(single_thread=False, extra={**(env or {}), "PYTHONPATH": str(root)}),
+            stdout=self._log, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )
 
     def wait_healthy(self, timeout: float = 120.0) -> float:
@@ -84,9 +89,10 @@ class Server:
         raise RuntimeError(f"streamlit did not answer /_stcore/health within {timeout:.0f} s")
 
     def output(self) -> str:
-        if self.proc.poll() is None:
-            return ""
-        return self.proc.stdout.read() if self.proc.stdout else ""
+        """What the server printed so far."""
+        self._log.flush()
+        self._log.seek(0)
+        return self._log.read()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -96,13 +102,12 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
-        if self.proc.stdout:
-            self.proc.stdout.close()
+        self._log.close()
 
 
 @contextmanager
-def server(script: Path, env: Optional[dict] = None) -> Iterator[Server]:
-    s = Server(script, env)
+def server(script: Path, env: Optional[dict] = None, root: Path = REPO) -> Iterator[Server]:
+    s = Server(script, env, root)
     try:
         yield s
     finally:

@@ -11,6 +11,8 @@ Six figures, each beside a reference measured in the same run on the same machin
 7. dask           featurize_to_store on a LocalCluster of 1 and 2 workers, 500 / 1,000 / 2,000 tracks
 8. index          the index at 100k tracks: clustering, map, their peak memory, upload latency against it
 9. stream         peak memory of training from the sharded store at 1k / 10k / 100k tracks
+10. answer        upload -> complete answer shown in Chromium, p50/p95, beside Service.analyse of the same upload
+11. fresh         clean checkout -> first page and -> first model usable, beside a one-line app's start
 
 After figures 7-9, a projection on paper for 1M tracks on 20 workers from their per-track costs
 (:mod:`bench.projection`).
@@ -23,13 +25,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Optional
 
-FIGURES = ("featurization", "scaling", "training", "upload", "app", "map", "dask", "index", "stream")
+FIGURES = ("featurization", "scaling", "training", "upload", "app", "map", "dask", "index", "stream", "answer", "fresh")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,6 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dask-sizes", help="tracks for the Dask figure (default 500,1000,2000; quick 8,16)")
     p.add_argument("--index-tracks", type=int, help="tracks in the large index (default 100000; quick 5000)")
     p.add_argument("--stream-sizes", help="tracks for the streaming-training figure (default 1000,10000,100000; quick 200,400)")
+    p.add_argument("--uploads", type=int, help="timed uploads through the page for the answer figure (default 10; quick 2)")
+    p.add_argument("--fresh-timeout", type=float, help="seconds the fresh-machine figure waits for the build (default 1800)")
 
 
 def _ints(text: Optional[str], default: list[int]) -> list[int]:
@@ -83,6 +88,8 @@ def settings(args) -> dict:
         "index_runs": max(2, args.runs or 2) if q else max(20, args.runs or 30),  # the issue asks p50/p95 over >= 20 calls
         "stream_sizes": _ints(args.stream_sizes, [200, 400] if q else [1000, 10_000, 100_000]),
         "stream_batches": 3 if q else 40,
+        "uploads": args.uploads or (2 if q else 10),
+        "fresh_timeout": args.fresh_timeout or 1800.0,
     }
 
 
@@ -134,12 +141,14 @@ def run(args) -> dict:
                 return
             log(f"--- {name} ---")
             t = time.perf_counter()
+            load_before = os.getloadavg()[0]
             try:
                 figures[name] = fn()
             except Exception as exc:  # noqa: BLE001 - one broken figure must not hide the others
                 figures[name] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-3000:]}
                 log(f"{name} failed: {exc}")
             figures[name]["bench_seconds"] = time.perf_counter() - t
+            figures[name]["load_average"] = [load_before, os.getloadavg()[0]]  # 1-min, at its start and end
 
         def featurization():
             from bench import featurization as f
@@ -228,8 +237,32 @@ def run(args) -> dict:
 
             return stream_training.run(s["data"], s["stream_sizes"], log, max_batches=s["stream_batches"])
 
+        def browser_skip() -> Optional[str]:
+            from bench.browser import browser_problem
+
+            return browser_problem() if s["browser"] else "browser measurements not requested (--no-browser)"
+
+        def answer():
+            from bench import answer as an
+            from bench.upload import ordered_models
+
+            if browser_skip():
+                return {"skipped": browser_skip()}
+            root, models, origin = checkpoints()
+            out = an.run(common.spread(full, 1)[0], s["data"], root, ordered_models(models)[0], s["uploads"], log)
+            out["checkpoints"] = origin
+            return out
+
+        def fresh():
+            from bench import freshstart
+
+            if browser_skip():
+                return {"skipped": browser_skip()}
+            return freshstart.run(log, s["quick"], s["fresh_timeout"])
+
         for name, fn in (("featurization", featurization), ("scaling", scaling), ("training", training),
-                         ("upload", upload), ("app", app), ("map", map_), ("dask", dask), ("index", index), ("stream", stream)):
+                         ("upload", upload), ("app", app), ("map", map_), ("dask", dask), ("index", index), ("stream", stream),
+                         ("answer", answer), ("fresh", fresh)):
             attempt(name, fn)
     from bench.projection import maybe_project
 
@@ -303,6 +336,17 @@ def table_rows(results: dict) -> list[list[str]]:
                     f"{_f(r['ours_vs_floor'])}× · {_f(r['ours_vs_librosa'])}×",
                     (f"≥0.7× {'met' if r['ours_vs_floor'] >= 0.7 else 'MISSED'} · ≥1.5× {'met' if r['ours_vs_librosa'] >= 1.5 else 'MISSED'}") if wav else "",
                 ])
+                v1 = by.get((fmt, cores, "ours_v1"))
+                if v1 is not None:
+                    rows.append(["1 Featurization", f"{label[fmt]}, {cores} core{'s' if cores > 1 else ''}, features_version 1 (float64 FFT)",
+                                 _f(v1["clips_per_s"], ".1f"), "the same references",
+                                 f"{_f(r.get('ours_v1_vs_floor'))}× · {_f(r.get('ours_v1_vs_librosa'))}×", ""])
+        fid = f.get("fidelity")
+        if fid:
+            rows.append(["1 Featurization", f"largest dB distance from librosa's melspectrogram → power_to_db, {fid['clips']} clips: v2 · v1 "
+                         f"(in bands within {fid['loud_within_db']:.0f} dB of their frame: v2 · v1)",
+                         f"{fid['v2']['max_abs_db']:.1e} · {fid['v1']['max_abs_db']:.1e} ({fid['v2']['max_abs_db_loud']:.1e} · {fid['v1']['max_abs_db_loud']:.1e})",
+                         "", "", ""])
         rows.append(["1 Featurization", "goals on WAV", "", "", "", f"{_met(g['vs_floor_wav'])} / {_met(g['vs_librosa_wav'])}"])
     if not broken("upload", "2 Upload → answer"):
         u = figs["upload"]
@@ -377,6 +421,14 @@ def table_rows(results: dict) -> list[list[str]]:
         floor = (sc["reference"]["floor_ms_per_clip_before"] + sc["reference"]["floor_ms_per_clip_after"]) / 2
         rows.append(["6 Scaling", "floor (soundfile + bare rFFT, 1 core) on the same files (ms/clip)", "", f"{floor:.1f}", "", _met(sc["goals"]["flat"])])
     rows += _dask_rows(figs, broken) + _index_rows(figs, broken) + _stream_rows(figs, broken) + _projection_rows(results)
+    if not broken("answer", "10 Answer in the browser"):
+        from bench.answer import table_rows as answer_rows
+
+        rows += answer_rows(figs["answer"], _met)
+    if not broken("fresh", "11 Fresh machine"):
+        from bench.freshstart import table_rows as fresh_rows
+
+        rows += fresh_rows(figs["fresh"], _met)
     return rows
 
 
@@ -480,6 +532,9 @@ def format_table(results: dict) -> str:
     lines.append(f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, {m['os']}, Python {m['python']}; "
                  f"load average {m['load_average_at_start'][0]:.1f} at start, {m.get('load_average_at_end', [float('nan')])[0]:.1f} at end; "
                  f"commit {m['git_commit']}; run took {results.get('seconds', 0) / 60:.1f} min.")
+    loads = [f"{name} {fig['load_average'][0]:.1f} → {fig['load_average'][1]:.1f}" for name, fig in results["figures"].items() if fig.get("load_average")]
+    if loads:
+        lines.append(f"Load average (1 min) at each figure's start → end: {'; '.join(loads)}.")
     return "\n".join(lines)
 
 

@@ -36,22 +36,24 @@ def featurize(task: dict) -> dict:
 
     groups = task["files"] if isinstance(task["files"], dict) else {"_": task["files"]}
     groups = {fmt: files for fmt, files in groups.items() if files}
-    impls = task["impls"]
+    extra = task.get("extra_impls", {})  # impl -> the formats it is timed on
+    impls = {fmt: task["impls"] + [name for name, fmts in extra.items() if fmt in fmts] for fmt in groups}
     first = next(iter(groups.values()))[0]
-    fft = choose_floor_fft(first) if "floor" in impls else None
-    functions = {name: IMPLEMENTATIONS[name] for name in impls}
-    for files in groups.values():  # warm-up: imports, filter banks, FFT plans, each decoder
-        for fn in functions.values():
-            fn(files[0], fft=fft)
+    fft = choose_floor_fft(first) if "floor" in task["impls"] else None
+    functions = {name: IMPLEMENTATIONS[name] for names in impls.values() for name in names}
+    for fmt, files in groups.items():  # warm-up: imports, filter banks, FFT plans, each decoder
+        for name in impls[fmt]:
+            functions[name](files[0], fft=fft)
     _ready()
-    times = {fmt: {name: [] for name in impls} for fmt in groups}
-    cpu = {fmt: {name: [] for name in impls} for fmt in groups}  # thread CPU time: what other work on a busy machine does not inflate
+    times = {fmt: {name: [] for name in impls[fmt]} for fmt in groups}
+    cpu = {fmt: {name: [] for name in impls[fmt]} for fmt in groups}  # thread CPU time: what other work on a busy machine does not inflate
     start = time.monotonic()
     for fmt, files in groups.items():
+        order = impls[fmt]
         for r in range(task.get("rounds", 1)):
             for i, path in enumerate(files):
-                k = (i + r) % len(impls)
-                for name in impls[k:] + impls[:k]:
+                k = (i + r) % len(order)
+                for name in order[k:] + order[:k]:
                     c, t = time.thread_time(), time.perf_counter()
                     functions[name](path, fft=fft)
                     times[fmt][name].append(time.perf_counter() - t)
@@ -127,7 +129,7 @@ def _stages(service, name: str, data: bytes, task: dict) -> dict:
         y = load_audio(data, cfg)
         t1 = time.perf_counter()
         mel = log_mel(y, cfg)
-        mfcc_statistics(mel, cfg.n_mfcc)
+        mfcc_statistics(mel, cfg.n_mfcc, cfg.features_version)
         t2 = time.perf_counter()
         bundle.raw_embedding([mel], [lyrics])
         t3 = time.perf_counter()
@@ -205,6 +207,7 @@ TASKS = {
     "dask_featurize": _from("dask_scaling", "measure"), "dask_serial": _from("dask_scaling", "serial_reference"),
     "index_step": _from("index_scale", "measure_step"), "index_upload": _from("index_scale", "measure_upload"),
     "stream_train": _from("stream_training", "measure"),
+    "analyse_loop": _from("answer", "serve_analyses"),
 }
 
 

@@ -10,7 +10,6 @@ model comes from its :mod:`~musiclust.models.registry` spec. The CLI and the app
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
@@ -21,6 +20,7 @@ from musiclust.store import streaming
 from musiclust.serving.bundle import ModelBundle
 from musiclust.analysis.clustering import Standardizer, cluster, kmeans_kind, map_kind, umap_map
 from musiclust.store.table import MelNormalizer, TrackTable, split_by_piece, track_segments
+from musiclust.determinism import reproducible
 from musiclust.errors import DataError, ParameterError
 from musiclust.features.tfidf import LyricsTfidf
 from musiclust.analysis.metrics import score_partition
@@ -115,12 +115,20 @@ def prepare(table: TrackTable, settings: Settings) -> Prepared:
 
 
 def _choose_k(prep: Prepared) -> dict:
-    """k for a collection without known groups and without a given k: ``{"k", "source", ...}``.
+    """k for a collection without known groups and without a given k: ``{"k", "source": "sweep", "sweep"}``.
 
-    The single place where k will be found from the data (a sweep over k, recorded in the manifest);
-    until then such a collection needs k given explicitly.
+    Found before any model trains, so every model of a run shares one k: a sweep over k on the tracks'
+    standardised MFCC statistics under :data:`musiclust.analysis.ksweep.DEFAULT_CRITERION` (the criterion
+    chosen on labelled sets, ``docs/results/ksweep_criteria*.json``). The sweep goes in each manifest.
     """
-    raise DataError("the collection has fewer than 2 known groups: pass k (the number of clusters) explicitly")
+    from sklearn.preprocessing import StandardScaler
+
+    from musiclust.analysis.ksweep import choose_k
+
+    space = StandardScaler().fit_transform(np.asarray(prep.table.mfcc_stats, dtype=np.float64))
+    with reproducible(prep.settings.seed):
+        sweep = choose_k(space, seed=prep.settings.seed, method=prep.settings.cluster_method)
+    return {"k": int(sweep.k_), "source": "sweep", "space": "mfcc_statistics", "sweep": sweep.to_dict()}
 
 
 def config_inputs(prep: Prepared) -> ConfigInputs:
@@ -177,24 +185,11 @@ def train_model(
         )
         history = result.history
         fit_meta = {"best_epoch": result.best_epoch, "stopped_early": result.stopped_early, "train_seconds": result.seconds}
-    with _one_torch_thread():
+    with reproducible(s.seed):  # embedding, clusters, map and scores: the same bits on any core count
         fusion = _fit_fusion(prep, model, spec, reuse) if spec.fits_lyrics_join(inputs) else None
         bundle = _finish(spec, model, prep, fusion)
     bundle.meta.update(fit_meta, history=history, seconds_total=time.perf_counter() - started, note=spec.note(inputs))
     return bundle
-
-
-@contextmanager
-def _one_torch_thread():
-    """Embedding the collection after training runs one track (~10 segments) per network call: a second
-    torch thread only adds waiting. On a busy 2-core machine that waiting made it take 29-35 s instead of
-    ~1.5 s per model (benchmark, training figure); on a quiet one both take ~1.5 s."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _fit_fusion(prep: Prepared, audio_model, spec: ModelSpec, reuse: Optional[ModelBundle]) -> HybridFusion:
@@ -263,7 +258,7 @@ def _finish(spec: ModelSpec, model, prep: Prepared, fusion: Optional[HybridFusio
     bundle.space = bundle.scaler(raw)
     bundle.labels, bundle.centres = cluster(bundle.space, prep.k, s.cluster_method, s.seed)
     bundle.coords = umap_map(bundle.space, seed=s.seed)
-    scores = score_partition(bundle.space, bundle.labels, table.groups)
+    scores = score_partition(bundle.space, bundle.labels, table.groups, method=s.cluster_method, seed=s.seed)
     bundle.meta.update(
         metrics=scores,
         k=prep.k,

@@ -1,4 +1,5 @@
-"""What the browser tests share: a Streamlit server for the app, and how to find a clickable map point in a Plotly chart."""
+"""What the browser tests share: a Streamlit server for the app, how to find a clickable map point in a
+Plotly chart, and what the latent-map page shows for the clicked one."""
 
 import contextlib
 import subprocess
@@ -6,6 +7,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
 
 # The most isolated point of the map, in page pixels, with its track id and title (from customdata):
 # pixels from the decoded arrays in gd._fullData and the axes' l2p, avoiding the top toolbar strip.
@@ -30,7 +33,18 @@ POINT_JS = """(sel) => {
     return best;
 }"""
 
-REPO = Path(__file__).resolve().parents[1]
+# The block the latent-map page draws for a clicked track: the element after the "Selected track" heading
+# (its title line) and the first player after it (its file), siblings in the page's main column.
+SELECTED_JS = """() => {
+    const head = [...document.querySelectorAll("[data-testid='stMain'] h3")].find(h => h.innerText.trim() === "Selected track");
+    if (!head) return null;
+    const box = head.closest("[data-testid='stElementContainer']");
+    const line = box && box.nextElementSibling;
+    let next = line, audio = null;
+    while (next && !audio) { audio = next.querySelector("[data-testid='stAudio']"); next = next.nextElementSibling; }
+    const src = audio && (audio.getAttribute("src") || (audio.querySelector("audio") || {}).src);
+    return line ? {line: line.innerText, src: src || null} : null;
+}"""
 
 
 def healthy(url: str) -> bool:
@@ -42,9 +56,10 @@ def healthy(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def streamlit_server(env: dict, logs: Path, port: int):
+def streamlit_server(env: dict, logs: Path, port: int, start_guard_s: float):
     """``streamlit run app.py`` headless on ``port`` with ``env``, its output in ``logs/streamlit.log``;
-    yields the URL once healthy, and always terminates the server."""
+    yields the URL once healthy (``start_guard_s``: a hang guard, not a speed verdict) and always
+    terminates the server."""
     with open(logs / "streamlit.log", "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
@@ -53,7 +68,7 @@ def streamlit_server(env: dict, logs: Path, port: int):
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + start_guard_s
         while not healthy(url):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"streamlit did not start:\n{(logs / 'streamlit.log').read_text()[-3000:]}")

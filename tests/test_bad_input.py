@@ -13,7 +13,6 @@ import hashlib
 import io
 import os
 import struct
-import time
 from pathlib import Path
 
 import numpy as np
@@ -216,32 +215,56 @@ def _point(bundle, mel_db: np.ndarray) -> np.ndarray:
     return bundle.scaler(bundle.raw_embedding([mel_db], [None]))[0]
 
 
-def _same_answer(odd, reference, atol_db: float, what: str, bundle, lossy: bool = False) -> None:
-    """Lossless odd formats: the same cluster, map position and nearest track as the plain file.
-    Lossy ones (8-bit, 8 kHz, OGG, MP3) change the sound a little, so: the odd file is recognisably the
-    same track, closer in the model's space to the plain file than 90 % of the collection's tracks are
-    (not "than every track": in the small test model near-duplicate tracks sit within codec noise)."""
+@pytest.fixture(scope="module")
+def clip_row(service, real_clip_paths) -> int:
+    """The collection row of the clip itself: the test collection holds this very recording."""
+    rows = [i for i, t in enumerate(service.bundle(MODEL).tracks) if Path(t["path"]).name == real_clip_paths[0].name]
+    assert len(rows) == 1
+    return rows[0]
+
+
+def map_spacing(bundle) -> float:
+    """The map's resolution: the median distance from a track's map position to its nearest other track's."""
+    gaps = np.linalg.norm(bundle.coords[:, None, :] - bundle.coords[None, :, :], axis=2)  # (N, N)
+    np.fill_diagonal(gaps, np.inf)
+    return float(np.median(gaps.min(axis=1)))
+
+
+def _same_answer(odd, reference, atol_db: float, what: str, bundle, lossy: bool = False, recording: int | None = None) -> None:
+    """Lossless odd formats: the same cluster, the same nearest track, and a map position closer to the
+    plain file's than neighbouring tracks sit on the map (its median nearest-neighbour spacing: a person
+    sees the two at one spot). Every format, lossy ones (8-bit, OGG, MP3) too, which change the sound a
+    little: the odd file is closer to the plain file in the model's space than any collection track is
+    (``recording``, the collection's copy of this very recording when it holds one, is not "another track")."""
     n = min(odd.features.mel_db.shape[1], reference.features.mel_db.shape[1])
     diff = np.abs(odd.features.mel_db[:, :n] - reference.features.mel_db[:, :n])
     assert abs(odd.features.mel_db.shape[1] - reference.features.mel_db.shape[1]) <= 2, what
     assert float(np.median(diff)) <= atol_db, f"{what}: median mel difference {np.median(diff):.2f} dB"
     a, b = _point(bundle, odd.features.mel_db), _point(bundle, reference.features.mel_db)
     to_plain = float(np.linalg.norm(a - b))
-    to_collection = float(np.quantile(np.linalg.norm(bundle.space - b, axis=1), 0.1))
-    assert to_plain < to_collection, f"{what}: {to_plain:.3f} from the plain file, 10 % of tracks within {to_collection:.3f}"
+    others = np.delete(bundle.space, [recording] if recording is not None else [], axis=0)
+    to_collection = float(np.linalg.norm(others - b, axis=1).min())
+    assert to_plain < to_collection, f"{what}: {to_plain:.3f} from the plain file, a collection track at {to_collection:.3f}"
     if lossy:
         return
     assert odd.placement.cluster == reference.placement.cluster, what
-    span = float(np.ptp(bundle.coords, axis=0).max())
+    assert odd.placement.neighbours[0].id == reference.placement.neighbours[0].id, f"{what}: another nearest track"
     shift = float(np.hypot(*np.subtract(odd.placement.coords, reference.placement.coords)))
-    assert shift <= 0.1 * span, f"{what}: moved {shift:.3f} on a map {span:.1f} wide"
-    assert odd.placement.neighbours[0].id in {n.id for n in reference.placement.neighbours[:3]}, what
+    spacing = map_spacing(bundle)
+    assert shift < spacing, f"{what}: moved {shift:.3f} on the map, where neighbouring tracks sit {spacing:.3f} apart"
 
 
 @pytest.mark.parametrize("rate", [44100, 96000, 192000])
-def test_higher_rates_give_the_plain_answer(service, clip, plain, unchanged, rate):
+def test_higher_rates_give_the_plain_answer(service, clip, unchanged, rate):
+    """The plain equivalent of a 44.1-192 kHz file is that sound at 22,050 Hz (converted by soxr's best
+    resampler), not the clip it was made from: no resampler keeps the last ~5 % below 11,025 Hz, so the
+    two top mel bands of the original clip (content at -40 to -50 dB) drop by 6 and 24 dB in any
+    22,050 Hz rendition of the high-rate file. Standardised per band, that moved the product of experts'
+    audio-only point 0.15 in its unit space and 0.47 on a map 5 wide; compared with the same sound it
+    moves 0.003 and 0.008."""
     up = soxr.resample(clip, SR, rate, quality="VHQ")
-    _same_answer(service.analyse(MODEL, encode(up, rate, "WAV", "PCM_24")), plain, 0.05, f"{rate} Hz", service.bundle(MODEL))
+    reference = service.analyse(MODEL, encode(soxr.resample(up, rate, SR, quality="VHQ"), SR, "WAV", "PCM_16"))
+    _same_answer(service.analyse(MODEL, encode(up, rate, "WAV", "PCM_24")), reference, 0.05, f"{rate} Hz", service.bundle(MODEL))
 
 
 def test_8_khz_gives_the_answer_of_the_same_band_limited_sound(service, clip, unchanged):
@@ -251,21 +274,23 @@ def test_8_khz_gives_the_answer_of_the_same_band_limited_sound(service, clip, un
 
 
 @pytest.mark.parametrize("subtype, tol", [("PCM_U8", 3.0), ("PCM_24", 0.01), ("PCM_32", 0.01), ("FLOAT", 0.01), ("DOUBLE", 0.01)])
-def test_bit_depths_give_the_plain_answer(service, clip, plain, unchanged, subtype, tol):
+def test_bit_depths_give_the_plain_answer(service, clip, plain, clip_row, unchanged, subtype, tol):
     odd = service.analyse(MODEL, encode(clip, SR, "WAV", subtype))
-    _same_answer(odd, plain, tol, subtype, service.bundle(MODEL), lossy=subtype == "PCM_U8")
+    _same_answer(odd, plain, tol, subtype, service.bundle(MODEL), lossy=subtype == "PCM_U8", recording=clip_row)
 
 
 @pytest.mark.parametrize("channels", [1, 2, 6])
-def test_channel_counts_give_the_plain_answer(service, clip, plain, unchanged, channels):
+def test_channel_counts_give_the_plain_answer(service, clip, plain, clip_row, unchanged, channels):
     data = np.repeat(clip[:, None], channels, axis=1) if channels > 1 else clip
-    _same_answer(service.analyse(MODEL, encode(data, SR, "WAV", "PCM_16")), plain, 0.01, f"{channels} channels", service.bundle(MODEL))
+    _same_answer(service.analyse(MODEL, encode(data, SR, "WAV", "PCM_16")), plain, 0.01, f"{channels} channels", service.bundle(MODEL),
+                 recording=clip_row)
 
 
 @pytest.mark.parametrize("fmt", ["FLAC", "OGG", "MP3"])
-def test_containers_give_the_plain_answer(service, clip, plain, unchanged, fmt):
+def test_containers_give_the_plain_answer(service, clip, plain, clip_row, unchanged, fmt):
     tol = 0.01 if fmt == "FLAC" else 3.0  # lossy codecs change the spectrum a little
-    _same_answer(service.analyse(MODEL, encode(clip, SR, fmt)), plain, tol, fmt, service.bundle(MODEL), lossy=fmt != "FLAC")
+    _same_answer(service.analyse(MODEL, encode(clip, SR, fmt)), plain, tol, fmt, service.bundle(MODEL), lossy=fmt != "FLAC",
+                 recording=clip_row)
 
 
 def test_six_channel_192k_24_bit_flac_is_decoded_in_bounded_memory(service, clip, plain, unchanged):
@@ -307,9 +332,8 @@ def test_full_scale_clipping_is_placed_like_its_plain_equivalent(service, clip, 
 # --- lyrics ------------------------------------------------------------------------------------
 def test_one_megabyte_of_lyrics_is_bounded(service, clip, unchanged):
     words = ("Herr Gott dich loben alle wir und sollen billig danken dir " * 20_000)[: 2**20]
-    started = time.perf_counter()
+    assert len(clean_user_lyrics(words)) <= MAX_LYRICS_CHARS, "cut before any work is done on it"
     answer = service.analyse(MODEL, encode(clip, SR, "WAV", "PCM_16"), words)
-    assert time.perf_counter() - started < 20
     bounded = service.analyse(MODEL, encode(clip, SR, "WAV", "PCM_16"), words[:MAX_LYRICS_CHARS])
     assert answer.placement.cluster == bounded.placement.cluster
     assert answer.placement.coords == pytest.approx(bounded.placement.coords)

@@ -1,7 +1,8 @@
 """The benchmark runs end to end in its tiny mode and writes every figure beside its same-run reference.
 
 Functional only: nothing here asserts a time (the numbers of a --quick run on real 8 s clips mean little).
-The browser figures (app start, map in Chromium) are checked in a separate browser-marked test.
+The browser figures (app start, map in Chromium, the answer in the browser, the fresh checkout) are checked in a
+separate browser-marked test.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-FIGURES = ("featurization", "scaling", "training", "upload", "app", "map", "dask", "index", "stream")
+FIGURES = ("featurization", "scaling", "training", "upload", "app", "map", "dask", "index", "stream", "answer", "fresh")
 FORMATS = ("wav_44k_stereo", "wav_22k_mono", "ogg", "mp3")
 MODELS = {"basic_vae", "conv_vae", "conv_vae_fusion", "mvae_poe", "beta_cvae"}
 
@@ -63,6 +64,12 @@ def test_featurization_has_every_format_core_count_and_ratio(quick):
             impls = {row["impl"] for row in f["rows"] if row["format"] == fmt and row["cores"] == int(cores)}
             assert impls == {"ours", "floor", "librosa"}
     assert all(positive(row["clips_per_s"]) for row in f["rows"])
+    for fmt in ("wav_44k_stereo", "wav_22k_mono"):  # features_version 1 timed beside version 2 on WAV
+        for cores in ("1", "2"):
+            assert positive(f["ratios"][fmt][cores]["ours_v1_vs_floor"]) and positive(f["ratios"][fmt][cores]["ours_v1_vs_librosa_cpu"])
+    fid = f["fidelity"]
+    assert fid["clips"] == 3 and fid["v1"]["max_abs_db"] < fid["v2"]["max_abs_db"] < 1.0  # float32 moves more, and little
+    assert fid["v2"]["max_abs_db_loud"] <= fid["v2"]["max_abs_db"]
     has_goal(f, "vs_floor_wav")
     has_goal(f, "vs_librosa_wav")
 
@@ -155,14 +162,17 @@ def test_map_server_side_and_browser_skipped_on_request(quick):
     for row in m["server"][1:]:
         assert positive(row["server_total_s"]) and positive(row["payload_mb"]) and positive(row["server_vs_reference"])
     assert "skipped" in m["browser"]
-    assert "skipped" in results["figures"]["app"]
+    for name in ("app", "answer", "fresh"):
+        assert "skipped" in results["figures"][name]
+        assert len(results["figures"][name]["load_average"]) == 2
 
 
 def test_table_and_files(quick):
     results, stdout, out = quick
     for title in ("1 Featurization", "2 Upload", "3 Training", "4 App start", "5 Map size", "6 Scaling", "7 Dask", "8 Index",
-                  "9 Stream training", "Projection 1,000,000 tracks"):
+                  "9 Stream training", "10 Answer in the browser", "11 Fresh machine", "Projection 1,000,000 tracks"):
         assert title in stdout
+    assert "Load average (1 min) at each figure's start → end: featurization" in stdout
     assert "reference (same run)" in stdout and "Machine:" in stdout
     assert out.with_suffix(".md").read_text().startswith("| figure |")
 
@@ -180,19 +190,19 @@ def test_bench_run_script_help():
 
 @pytest.mark.browser
 def test_browser_figures(tmp_path, trained_checkpoints, real_music_folder):
-    """App start and the map in headless Chromium, on the tiny trained models."""
+    """App start, the map, the answer to an upload and a fresh checkout's first run, in headless Chromium (quick)."""
     from bench.browser import browser_problem
 
     if browser_problem():
         pytest.skip(browser_problem())
     out = tmp_path / "bench.json"
-    proc = bench("--quick", "--figures", "app,map", "--data", str(real_music_folder), "--checkpoints", str(trained_checkpoints),
-                 "--clips", str(real_music_folder), "--out", str(out))
+    proc = bench("--quick", "--figures", "app,map,answer,fresh", "--data", str(real_music_folder), "--checkpoints", str(trained_checkpoints),
+                 "--clips", str(real_music_folder), "--out", str(out), timeout=3000)
     assert proc.returncode == 0, proc.stderr[-4000:]
     figs = json.loads(out.read_text())["figures"]
     a = figs["app"]
     assert "error" not in a and a["exceptions_on_page"] == 0
-    assert a["page_title"] == "Your track"
+    assert a["page_title"]  # the first heading rendered (its words belong to the page, not to this test)
     for key in ("health_s", "first_page_s", "reference_health_s", "reference_first_page_s"):
         assert positive(a[key]["p50"])
     assert positive(a["ratios"]["health_vs_reference"]) and positive(a["ratios"]["first_page_vs_reference"])
@@ -204,3 +214,19 @@ def test_browser_figures(tmp_path, trained_checkpoints, real_music_folder):
         assert "error" not in r and r["exceptions"] == 0 and positive(r["page_to_drawn_s"]) and r["frames"] > 0
     assert positive(rows[1]["drawn_vs_reference"])
     has_goal(m, "smooth")
+    an = figs["answer"]
+    assert "error" not in an, an.get("traceback")
+    assert an["uploads"] == 2 and an["browser_s"]["n"] == 2 and an["server_analyse_s"]["n"] == 4  # one analyse before, one after each
+    assert an["exceptions_on_page"] == 0 and an["model"] == "mvae_poe"
+    for r in an["runs"]:  # the complete answer: at least the neighbours' players, every one loaded or failed visibly
+        assert r["players"] >= 1 and r["charts"] >= 1 and r["players_failed"] == 0
+        assert r["players_ready"] + r["players_metadata_only"] + r["players_on_demand"] == r["players"]
+    assert positive(an["first_upload_s"]) and positive(an["ratios"]["browser_vs_server_p50"])
+    has_goal(an, "p95")
+    fr = figs["fresh"]
+    assert "error" not in fr, fr.get("traceback")
+    assert fr["mode"] in ("background", "serial") and fr["manifest_rows"] == 16 and fr["quick"]
+    assert positive(fr["first_page_s"]) and positive(fr["reference_first_page_s"]["p50"]) and fr["reference_first_page_s"]["n"] == 2
+    assert fr["models"] and fr["clips"] == 16  # it really built: every clip rendered, models trained in the checkout
+    assert positive(fr["first_model_page_s"] or fr["first_checkpoint_s"]) and positive(fr["ratios"]["first_page_vs_reference"])
+    has_goal(fr, "first_page")

@@ -3,8 +3,8 @@
 In one session: a path outside the library roots is refused; the folder is picked in the sidebar and
 trained from the page (1 epoch, latent 8) until the progress ends; a new session starts on that
 library (remembered) and its map holds every track; an uploaded track's neighbour plays that file's
-bytes. Screenshots go to ``test-artifacts/library-*.png``. Run with ``pytest -m browser``; skipped
-when Chromium, Playwright or the Debian soundtrack packages (``scripts/build_real_set.py``) are missing.
+bytes. Screenshots go to ``test-artifacts/library-*.png``. Run with ``pytest -m browser``; it needs Chromium
+and the Debian soundtrack packages that ``scripts/build_real_set.py --fixture`` reads (it fails without them).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from browser_support import streamlit_server
-from test_browser import CHART, assert_no_exception, browser, free_port, page, shot, wait_idle  # noqa: F401 (fixtures)
+from test_browser import CHART, HANG_MS, assert_no_exception, browser, free_port, page, shot, wait_idle  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.browser
 
@@ -33,8 +33,8 @@ def flat_library(tmp_path_factory) -> tuple[Path, Path]:
     built = tmp_path_factory.mktemp("real-fixture")
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "build_real_set.py"), "--fixture", str(built),
                              "--per-soundtrack", "4", "--seconds", "12"], capture_output=True, text=True, timeout=600)
-    if result.returncode != 0:
-        pytest.skip(f"the real-recording fixture could not be built: {result.stderr.strip()[-300:]}")
+    assert result.returncode == 0, (f"building the real-recording fixture failed (exit {result.returncode}); it needs "
+                                    f"the Debian soundtrack packages (scripts/setup installs them):\n{result.stderr[-2000:]}")
     root = tmp_path_factory.mktemp("library-root")
     flat = root / "my music"
     flat.mkdir()
@@ -52,14 +52,14 @@ def library_server(flat_library, tmp_path_factory):
     env = {**os.environ, "MUSICLUST_LIBRARY_ROOTS": str(root), "MUSICLUST_CHECKPOINTS": str(state / "checkpoints"),
            "MUSICLUST_JOBS": str(state / "jobs")}
     env.pop("MUSICLUST_DATA", None)
-    with streamlit_server(env, state, free_port()) as url:
+    with streamlit_server(env, state, free_port(), HANG_MS / 1000) as url:
         yield url, state
 
 
 def open_app(page, url: str, path: str = "") -> None:
     page.goto(f"{url}/{path}")
-    page.wait_for_selector("[data-testid='stMain'] h1", timeout=90_000)
-    page.wait_for_selector(f"{SIDEBAR} [data-testid='stSelectbox']", timeout=90_000)
+    page.wait_for_selector("[data-testid='stMain'] h1", timeout=HANG_MS)
+    page.wait_for_selector(f"{SIDEBAR} [data-testid='stSelectbox']", timeout=HANG_MS)
     wait_idle(page)
 
 
@@ -69,7 +69,7 @@ def type_library_path(page, path: str) -> None:
     if not field.count():
         page.locator(f"{SIDEBAR} [data-testid='stSelectbox']").first.click()
         page.get_by_role("option", name="A music folder or CSV manifest…").click()
-        field.wait_for(timeout=30_000)
+        field.wait_for(timeout=HANG_MS)
         wait_idle(page)
     field.fill(path)
     field.press("Enter")
@@ -92,14 +92,14 @@ def test_train_a_flat_library_from_the_sidebar_see_it_and_hear_a_neighbour(libra
     # 5. a path outside the library roots is refused, with the roots and how to add one
     type_library_path(page, "/etc")
     refusal = page.locator(f"{SIDEBAR} [data-testid='stAlertContentError']", has_text="outside the library roots")
-    refusal.wait_for(timeout=30_000)
+    refusal.wait_for(timeout=HANG_MS)
     assert "MUSICLUST_LIBRARY_ROOTS" in refusal.inner_text()
     assert_no_exception(page)
     shot(page, "library-1-refused")
 
     # 1. the flat, lyric-less folder
     type_library_path(page, str(flat))
-    page.locator(SIDEBAR).get_by_text("No trained model for this data set yet").wait_for(timeout=30_000)
+    page.locator(SIDEBAR).get_by_text("No trained model for this data set yet").wait_for(timeout=HANG_MS)
     assert_no_exception(page)
 
     # 2. train from the page: every model, 1 epoch, latent 8; k given (3 soundtracks) in the sidebar field
@@ -113,7 +113,7 @@ def test_train_a_flat_library_from_the_sidebar_see_it_and_hear_a_neighbour(libra
     progress = page.locator(f"{SIDEBAR} [data-testid='stProgress']")
     finished = page.locator(f"{SIDEBAR} [data-testid='stAlertContentSuccess']", has_text="Last retrain finished")
     failed = page.locator(f"{SIDEBAR} [data-testid='stAlertContentError']", has_text="Last retrain")
-    progress.or_(finished).or_(failed).first.wait_for(timeout=60_000)
+    progress.or_(finished).or_(failed).first.wait_for(timeout=HANG_MS)
     if progress.count():
         shot(page, "library-3-progress")
     finished.or_(failed).first.wait_for(timeout=HANG_GUARD_S * 1000)
@@ -128,7 +128,7 @@ def test_train_a_flat_library_from_the_sidebar_see_it_and_hear_a_neighbour(libra
     open_app(page, url, "latent_map")
     assert_no_exception(page)
     page.wait_for_function("(sel) => { const gd = document.querySelector(sel); return gd && gd._fullData; }",
-                           arg=CHART, timeout=60_000)
+                           arg=CHART, timeout=HANG_MS)
     ids = page.evaluate("""(sel) => { const ids = new Set();
         for (const t of document.querySelector(sel)._fullData) if (t.customdata) for (const c of t.customdata) ids.add(c[0]);
         return ids.size; }""", CHART)
@@ -139,7 +139,7 @@ def test_train_a_flat_library_from_the_sidebar_see_it_and_hear_a_neighbour(libra
     open_app(page, url)
     clip = sorted(flat.iterdir())[0]
     page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(clip))
-    page.locator("[data-testid='stAlertContentSuccess']", has_text="lands in cluster").wait_for(timeout=120_000)
+    page.locator("[data-testid='stAlertContentSuccess']", has_text="lands in cluster").wait_for(timeout=HANG_MS)
     wait_idle(page)
     assert_no_exception(page)
     files = {p.read_bytes() for p in flat.iterdir()}

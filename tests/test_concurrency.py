@@ -2,13 +2,17 @@
 
 - Eight retrain requests released at the same instant (four threads of one app process, four other
   processes): exactly one runs, every other one is told a retrain is already running.
-- Readers loading real model checkpoints while another process keeps switching versions as fast
-  as it can: every load is whole (weights, arrays and manifest of one and the same save), never an
-  error, never a fallback. The same for feature-cache entries being rewritten under readers.
+- Readers loading real model checkpoints while another process switches versions, a fixed number of
+  times in back-to-back bursts: every load is whole (weights, arrays and manifest of one and the same
+  save), never an error, never a fallback, and a load started after a switch reads the new version.
+  The same for 8 MB saves that prune what readers resolve, and for feature-cache entries rewritten
+  under readers. Nothing is counted per second, so the verdict does not depend on the machine's speed.
 - The browser soak (``@pytest.mark.browser``): eight Chromium sessions against ``streamlit run`` on
   127.0.0.1 upload real clips (and a bad file) and click points of the latent map for
   ``MUSICLUST_SOAK_SECONDS`` (default 20; 60 to measure): no exception in any page, every answer equal
-  to the service's answer for that file, the server's memory bounded. The server is always stopped.
+  to the service's answer for that file, every session served at least once. The server's memory is
+  printed, not judged: how much a server holds depends on the machine and its allocator, so the figure
+  belongs to the benchmark. The server is always stopped.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_support import POINT_JS
+from browser_support import POINT_JS, SELECTED_JS
 import soundfile as sf
 
 from musiclust.serving import checkpoint as ckpt
@@ -137,181 +141,198 @@ def test_simultaneous_retrains_exactly_one_runs(trained_checkpoints, real_music_
 
 
 # --- readers never see half a checkpoint -------------------------------------------------------------
+# A writer process writes a fixed number of versions, back to back in bursts; after each burst it waits
+# until a reader has finished a read that *started* after the burst, and that read must return the last
+# version written. So the verdict counts nothing per second: every read is whole, the writes provably
+# happened while the readers read, and a read that follows a switch sees the new version, on any machine
+# at any load.
+BURSTS = textwrap.dedent(
+    r"""
+    import sys
+
+    def bursts(n, every, write):
+        print("ready", flush=True)
+        sys.stdin.readline()  # the readers are reading
+        for i in range(1, n + 1):
+            write(i)
+            if i % every == 0 or i == n:
+                print(i, flush=True)  # version i is written; wait until a reader has read after it
+                sys.stdin.readline()
+    """
+)
+
+
+class Readers:
+    """Threads calling ``read()`` back to back until stopped; each call's start time and result (or error)."""
+
+    def __init__(self, read, count: int = 3):
+        self.read, self.count = read, count
+        self.records: list[tuple[float, object, str | None]] = []  # (started, value, error)
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(count)]
+
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            started = time.monotonic()
+            try:
+                self.records.append((started, self.read(), None))
+            except Exception as exc:  # noqa: BLE001 - every failure is a finding
+                self.records.append((started, None, f"{type(exc).__name__}: {exc}"))
+
+    def first_read_after(self, moment: float, hang_guard: float = 300.0) -> tuple[object, str | None]:
+        deadline = time.monotonic() + hang_guard
+        while time.monotonic() < deadline:
+            later = [r for r in list(self.records) if r[0] > moment]
+            if later:
+                return later[0][1], later[0][2]
+            time.sleep(0.001)
+        raise AssertionError(f"no read finished within {hang_guard:.0f} s (a hang)")
+
+    def errors(self) -> list[str]:
+        return [e for _, _, e in self.records if e]
+
+
+def interleave(script: str, args: list[str], readers: Readers, expect) -> int:
+    """Run the writer ``script`` (which calls ``bursts``) against ``readers``; returns the versions written.
+    ``expect(i)`` is what a read started after version ``i`` must return."""
+    writer = subprocess.Popen([sys.executable, "-c", BURSTS + script, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    written = 0
+    try:
+        assert writer.stdout.readline().strip() == "ready"
+        for t in readers.threads:
+            t.start()
+        readers.first_read_after(0.0)
+        writer.stdin.write("go\n")
+        writer.stdin.flush()
+        while line := writer.stdout.readline().strip():
+            written = int(line)
+            value, error = readers.first_read_after(time.monotonic())
+            assert error is None, f"a read after version {written}: {error}"
+            assert value == expect(written), f"a read started after version {written} returned {value!r}, not {expect(written)!r}"
+            writer.stdin.write("next\n")
+            writer.stdin.flush()
+        assert writer.wait(timeout=120) == 0, "the writer failed"
+    finally:
+        readers.stop.set()
+        for t in readers.threads:
+            if t.ident is not None:  # started
+                t.join(120)
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
+    return written
+
+
 SWITCHER = textwrap.dedent(
     r"""
-    import sys, time
     from musiclust.serving import checkpoint as ckpt
-    src, root, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
-    sources = [ckpt.load(src, n, fallback=False) for n in ("basic_vae", "conv_vae")]
-    print("ready", flush=True)
-    end, i = time.monotonic() + seconds, 0
-    while time.monotonic() < end:
-        ckpt.save(root, "served", sources[i % 2])
-        i += 1
-    print(i, flush=True)
+    src, root, n, every = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    sources = [ckpt.load(src, name, fallback=False) for name in ("basic_vae", "conv_vae")]
+    bursts(n, every, lambda i: ckpt.save(root, "served", sources[i % 2]))
     """
 )
 
 
 def test_readers_never_see_half_a_checkpoint(trained_checkpoints, real_music_folder, tmp_path):
+    """Three threads build real models from a checkpoint another process keeps switching (basic_vae and
+    conv_vae alternately, 24 switches in bursts of 4): every load is one whole save, none fails or falls back."""
     src = trained_checkpoints / dataset_slug(str(real_music_folder))
-    sources = {n: ckpt.load(src, n, fallback=False) for n in ("basic_vae", "conv_vae")}
+    names = ("basic_vae", "conv_vae")
+    sources = {n: ckpt.load(src, n, fallback=False) for n in names}
     root = tmp_path / "checkpoints"
     ckpt.save(root, "served", sources["basic_vae"])
-    seconds = 6.0
-    writer = subprocess.Popen([sys.executable, "-c", SWITCHER, str(src), str(root), str(seconds)],
-                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-    loads: list[str] = []
-    errors: list[str] = []
 
-    def reader() -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            try:
-                bundle = ckpt.load(root, "served", fallback=False, build=ModelBundle.from_checkpoint)
-                source = sources[bundle.architecture]
-                state = bundle.model.state_dict()
-                for key, value in source.weights.items():
-                    if not np.array_equal(state[key].numpy().ravel(), np.ravel(value)):  # (0-d counters may be stored as (1,))
-                        raise AssertionError(f"{key} of a {bundle.architecture} load is not that save's: {state[key]} vs {value!r}")
-                assert "fallback_reason" not in bundle.meta
-                loads.append(bundle.architecture)
-            except Exception as exc:  # noqa: BLE001 - every failure is a finding
-                errors.append(f"{type(exc).__name__}: {exc}")
+    def load() -> str:
+        bundle = ckpt.load(root, "served", fallback=False, build=ModelBundle.from_checkpoint)
+        state = bundle.model.state_dict()
+        for key, value in sources[bundle.architecture].weights.items():
+            if not np.array_equal(state[key].numpy().ravel(), np.ravel(value)):  # (0-d counters may be stored as (1,))
+                raise AssertionError(f"{key} of a {bundle.architecture} load is not that save's: {state[key]} vs {value!r}")
+        assert "fallback_reason" not in bundle.meta
+        return bundle.architecture
 
-    try:
-        assert writer.stdout.readline().strip() == "ready"
-        threads = [threading.Thread(target=reader) for _ in range(3)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(seconds + 60)
-        saves = int(writer.communicate(timeout=60)[0].strip())
-    finally:
-        if writer.poll() is None:
-            writer.kill()
-            writer.wait()
-    print(f"\n{saves} version switches under {len(loads)} whole loads by 3 readers, {len(errors)} errors")
-    assert not errors, errors[:3]
-    assert saves >= 10 and len(loads) >= 10
-    assert set(loads) == {"basic_vae", "conv_vae"}, "readers saw both models: the switches really happened under them"
+    readers = Readers(load)
+    switches = interleave(SWITCHER, [str(src), str(root), "24", "4"], readers, lambda i: names[i % 2])
+    loads = [v for _, v, e in readers.records if not e]
+    print(f"\n{switches} version switches under {len(loads)} whole loads by 3 readers, {len(readers.errors())} errors")
+    assert not readers.errors(), readers.errors()[:3]
+    assert switches == 24 and set(loads) == set(names)
 
 
 RAPID_SAVER = textwrap.dedent(
     r"""
-    import sys, time, numpy as np
+    import numpy as np
     from musiclust.serving import checkpoint as ckpt
-    root, seconds = sys.argv[1], float(sys.argv[2])
-    print("ready", flush=True)
-    end, i = time.monotonic() + seconds, 0
-    while time.monotonic() < end:
-        i += 1
-        ckpt.save(root, "m", ckpt.Checkpoint({"value": i, "versions": {}}, {"w": np.full(2_000_000, i, np.float32)}, {"a": np.arange(3) + i}))
-    print(i, flush=True)
+    root, n, every = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    bursts(n, every, lambda i: ckpt.save(root, "m", ckpt.Checkpoint({"value": i, "versions": {}},
+                                                                    {"w": np.full(2_000_000, i, np.float32)}, {"a": np.arange(3) + i})))
     """
 )
 
 
 def test_readers_during_back_to_back_saves_get_whole_versions(tmp_path):
-    """Saves back to back (8 MB each) prune the version a reader has just resolved: the reader must
-    get a whole version, not fail. (Before ``checkpoint.load_version`` read through handles opened up
-    front and ``load`` re-read a switched version, about one load in ten failed with 'arrays.safetensors
-    is missing'.)"""
+    """Saves back to back (8 MB each, bursts of 10) prune the version a reader has just resolved: the reader
+    must get a whole version, not fail, and never an older one than it read before. (Before
+    ``checkpoint.load_version`` read through handles opened up front and ``load`` re-read a switched
+    version, about one load in ten failed with 'arrays.safetensors is missing'.)"""
     root = tmp_path / "checkpoints"
     ckpt.save(root, "m", ckpt.Checkpoint({"value": 0, "versions": {}}, {"w": np.zeros(2_000_000, np.float32)}, {"a": np.arange(3)}))
-    seconds = 4.0
-    writer = subprocess.Popen([sys.executable, "-c", RAPID_SAVER, str(root), str(seconds)], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(REPO)})
-    loads, errors = [], []
+    seen_by_thread: dict[int, list[int]] = {}
 
-    def reader() -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            try:
-                c = ckpt.load(root, "m", fallback=False)
-                value = c.meta["value"]
-                if not (np.all(c.weights["w"] == value) and np.array_equal(c.arrays["a"], np.arange(3) + value)):
-                    raise AssertionError(f"version {value} is not whole")
-                loads.append(value)
-            except Exception as exc:  # noqa: BLE001
-                errors.append(f"{type(exc).__name__}: {exc}")
+    def load() -> int:
+        c = ckpt.load(root, "m", fallback=False)
+        value = c.meta["value"]
+        if not (np.all(c.weights["w"] == value) and np.array_equal(c.arrays["a"], np.arange(3) + value)):
+            raise AssertionError(f"version {value} is not whole")
+        seen_by_thread.setdefault(threading.get_ident(), []).append(value)
+        return value
 
-    try:
-        assert writer.stdout.readline().strip() == "ready"
-        threads = [threading.Thread(target=reader) for _ in range(3)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(seconds + 60)
-        saves = int(writer.communicate(timeout=60)[0].strip())
-    finally:
-        if writer.poll() is None:
-            writer.kill()
-            writer.wait()
-    print(f"\n{saves} back-to-back saves under {len(loads)} loads, {len(errors)} errors")
-    assert not errors, errors[:3]
-    assert saves >= 10 and len(set(loads)) >= 5
+    readers = Readers(load)
+    saves = interleave(RAPID_SAVER, [str(root), "40", "10"], readers, lambda i: i)
+    print(f"\n{saves} back-to-back saves under {len(readers.records)} loads, {len(readers.errors())} errors")
+    assert not readers.errors(), readers.errors()[:3]
+    assert saves == 40
+    for values in seen_by_thread.values():
+        assert values == sorted(values), "a reader went back to an older version"
 
 
 CACHE_WRITER = textwrap.dedent(
     r"""
-    import sys, time
     from pathlib import Path
     from musiclust.features.mel import FeatureStore, compute_features
-    cache, entry, a, b, seconds = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4], float(sys.argv[5])
+    cache, entry, a, b, n, every = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
     store = FeatureStore(Path(cache))
     feats = [compute_features(Path(a)), compute_features(Path(b))]
-    print("ready", flush=True)
-    end, i = time.monotonic() + seconds, 0
-    while time.monotonic() < end:
-        store._write(entry, feats[i % 2])
-        i += 1
-    print(i, flush=True)
+    bursts(n, every, lambda i: store._write(entry, feats[i % 2]))
     """
 )
 
 
 def test_readers_never_see_half_a_cache_entry(real_clip_paths, tmp_path):
+    """A feature-cache entry rewritten 40 times (two real tracks alternately, bursts of 10) under three
+    readers: every read is one whole entry, never missing, mixed or partial; no temporary file is left."""
     a, b = real_clip_paths[0], real_clip_paths[1]
     want = {0: compute_features(a), 1: compute_features(b)}
     store = FeatureStore(tmp_path / "cache")
     entry = tmp_path / "cache" / "x" / "entry.npz"
     store._write(entry, want[0])
-    seconds = 4.0
-    writer = subprocess.Popen([sys.executable, "-c", CACHE_WRITER, str(tmp_path / "cache"), str(entry), str(a), str(b), str(seconds)],
-                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-    seen = {0: 0, 1: 0}
-    bad: list[str] = []
 
-    def reader() -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            got = store._read(entry)
-            if got is None:
-                bad.append("an entry that exists read as missing or damaged")
-                continue
-            match = [k for k, f in want.items() if got.mel_db.shape == f.mel_db.shape and np.array_equal(got.mel_db, f.mel_db)
-                     and np.array_equal(got.mfcc_stats, f.mfcc_stats)]
-            if not match:
-                bad.append("a mixed or partial entry")
-            else:
-                seen[match[0]] += 1
+    def read() -> int:
+        got = store._read(entry)
+        if got is None:
+            raise AssertionError("an entry that exists read as missing or damaged")
+        match = [k for k, f in want.items() if got.mel_db.shape == f.mel_db.shape and np.array_equal(got.mel_db, f.mel_db)
+                 and np.array_equal(got.mfcc_stats, f.mfcc_stats)]
+        if not match:
+            raise AssertionError("a mixed or partial entry")
+        return match[0]
 
-    try:
-        assert writer.stdout.readline().strip() == "ready"
-        threads = [threading.Thread(target=reader) for _ in range(3)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(seconds + 60)
-        writes = int(writer.communicate(timeout=60)[0].strip())
-    finally:
-        if writer.poll() is None:
-            writer.kill()
-            writer.wait()
-    print(f"\n{writes} cache rewrites under {sum(seen.values())} whole reads, {len(bad)} bad")
-    assert not bad, bad[:3]
-    assert writes >= 10 and seen[0] and seen[1]
+    readers = Readers(read)
+    writes = interleave(CACHE_WRITER, [str(tmp_path / "cache"), str(entry), str(a), str(b), "40", "10"], readers, lambda i: i % 2)
+    print(f"\n{writes} cache rewrites under {len(readers.records)} reads, {len(readers.errors())} bad")
+    assert not readers.errors(), readers.errors()[:3]
+    assert writes == 40
     assert not list(entry.parent.glob("*.tmp")), "no temporary files left behind"
 
 
@@ -322,6 +343,9 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-timer-throttling", "--disable-renderer-backgrounding"]
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning'][data-test-connection-state='CONNECTED']"
 CHART = "[data-testid='stPlotlyChart'] .js-plotly-plot"
+# Every browser wait is a guard against a hang, never a speed verdict: with eight sessions on a 2-core
+# machine busy with other work, one click took over 30 s. Set as each page's default timeout too.
+HANG_MS = 300_000
 SESSIONS = int(os.environ.get("MUSICLUST_SOAK_SESSIONS", "8"))
 SOAK_SECONDS = float(os.environ.get("MUSICLUST_SOAK_SECONDS", "20"))
 SOAK_MODEL = "mvae_poe"  # what the app serves first (app_support.MODEL_ORDER)
@@ -347,7 +371,7 @@ class Server:
                 cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
 
-    def wait_healthy(self, seconds: float = 90) -> None:
+    def wait_healthy(self, seconds: float = HANG_MS / 1000) -> None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             try:
@@ -405,7 +429,7 @@ def _browser_cpu() -> float:
 
 
 
-async def _idle(page, timeout: float = 90_000) -> None:
+async def _idle(page, timeout: float = HANG_MS) -> None:
     await page.wait_for_selector(IDLE, timeout=timeout)
     await page.wait_for_function("() => document.querySelectorAll(\"[data-stale='true']\").length === 0", timeout=timeout)
 
@@ -418,10 +442,11 @@ async def _no_exception(page, where: str) -> None:
 
 async def _open(browser, url: str):
     context = await browser.new_context(viewport={"width": 1100, "height": 800})
+    context.set_default_timeout(HANG_MS)
     page = await context.new_page()
     await page.goto(url)
-    await page.wait_for_selector("[data-testid='stFileUploaderDropzoneInput']", state="attached", timeout=120_000)
-    await _idle(page, 120_000)
+    await page.wait_for_selector("[data-testid='stFileUploaderDropzoneInput']", state="attached", timeout=HANG_MS)
+    await _idle(page)
     return context, page
 
 
@@ -440,13 +465,13 @@ async def _session(index: int, page, url: str, files: list[tuple[Path, int | Non
             await page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(path))
             if expected is None:  # a bad file: a clear error, nothing else
                 alert = page.locator("[data-testid='stAlertContentError']", has_text=path.name)
-                await alert.wait_for(timeout=90_000)
+                await alert.wait_for(timeout=HANG_MS)
                 await _idle(page)
                 await _no_exception(page, f"session {index}, {path.name}")
                 assert "could not be analysed" in await alert.inner_text()
                 done["bad_uploads"] += 1
             else:
-                await page.locator("[data-testid='stAlertContentSuccess']", has_text=path.name).wait_for(timeout=90_000)
+                await page.locator("[data-testid='stAlertContentSuccess']", has_text=path.name).wait_for(timeout=HANG_MS)
                 await _idle(page)
                 await _no_exception(page, f"session {index}, {path.name}")
                 cluster = (await page.locator("[data-testid='stMetricValue']").first.inner_text()).strip()
@@ -455,23 +480,24 @@ async def _session(index: int, page, url: str, files: list[tuple[Path, int | Non
             done["seconds"].append(time.monotonic() - started)
             # browse the map: click its most isolated point and check the track shown is that one
             await page.locator("[data-testid='stSidebarNavLink']", has_text="Latent map").click()
-            await page.locator("[data-testid='stMain'] h1", has_text="Latent map").wait_for(timeout=90_000)
+            await page.locator("[data-testid='stMain'] h1", has_text="Latent map").wait_for(timeout=HANG_MS)
             await _idle(page)
-            await page.wait_for_function(POINT_JS, arg=CHART, timeout=90_000)  # the map's own chart, drawn
+            await page.wait_for_function(POINT_JS, arg=CHART, timeout=HANG_MS)  # the map's own chart, drawn
             await page.wait_for_timeout(300)
             target = await page.evaluate(POINT_JS, CHART)
             assert target, f"session {index}: the map has no points"
             await page.mouse.click(target["px"], target["py"])
-            await page.get_by_text("Selected track").wait_for(timeout=90_000)
+            await page.get_by_text("Selected track").wait_for(timeout=HANG_MS)
             await _idle(page)
             await _no_exception(page, f"session {index}, map")
-            shown = await page.locator("[data-testid='stMainBlockContainer']").inner_text()
-            assert html.unescape(target["title"]) in shown, f"session {index}: clicked {target['title']!r}, another track shown"
-            assert await page.locator("[data-testid='stAudio']").count() >= 1
+            selected = await page.evaluate(SELECTED_JS)
+            assert selected and selected["src"], f"session {index}: no selected track with a player"
+            assert html.unescape(target["title"]) in selected["line"], \
+                f"session {index}: clicked {target['title']!r}, the page shows {selected['line']!r}"
             done["clicks"] += 1
             await page.locator("[data-testid='stSidebarNavLink']", has_text="Your track").click()
-            await page.locator("[data-testid='stMain'] h1", has_text="Your track").wait_for(timeout=90_000)
-            await page.wait_for_selector("[data-testid='stFileUploaderDropzoneInput']", state="attached", timeout=90_000)
+            await page.locator("[data-testid='stMain'] h1", has_text="Your track").wait_for(timeout=HANG_MS)
+            await page.wait_for_selector("[data-testid='stFileUploaderDropzoneInput']", state="attached", timeout=HANG_MS)
             await _idle(page)
     except Exception as exc:  # noqa: BLE001 - reported with the session number
         done["errors"].append(f"{type(exc).__name__}: {str(exc)[:400]}")
@@ -480,9 +506,8 @@ async def _session(index: int, page, url: str, files: list[tuple[Path, int | Non
 
 @pytest.mark.browser
 def test_eight_sessions_upload_and_browse_at_once(trained_checkpoints, real_music_folder, real_clip_paths, tmp_path):
-    async_api = pytest.importorskip("playwright.async_api")
-    if not Path(CHROMIUM).is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM}")
+    from playwright import async_api  # Chromium's presence is checked by conftest (a failure, not a skip)
+
     dataset = str(real_music_folder)
     before = tree_digest(trained_checkpoints)
     service = Service(dataset, trained_checkpoints)
@@ -528,7 +553,7 @@ def test_eight_sessions_upload_and_browse_at_once(trained_checkpoints, real_musi
                     # the real widget refuses a file over the upload limit in the browser: nothing reaches the page
                     page = sessions[0][1]
                     await page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(too_big))
-                    await page.get_by_text("File must be 50.0MB or smaller.").wait_for(timeout=60_000)
+                    await page.get_by_text("File must be 50.0MB or smaller.").wait_for(timeout=HANG_MS)
                     await _idle(page)
                     await _no_exception(page, "over the upload limit")
                     assert await page.locator("[data-testid='stAlertContentSuccess']").count() == 0
@@ -569,5 +594,4 @@ def test_eight_sessions_upload_and_browse_at_once(trained_checkpoints, real_musi
     assert "Traceback" not in server_log, server_log[-3000:]
     assert all(r["uploads"] + r["bad_uploads"] >= 1 for r in results), "every session got at least one answer"
     assert uploads_done + bad_done >= SESSIONS and clicks >= SESSIONS, "every session uploaded and clicked at least once"
-    assert peak - warm < 600 * 2**20, f"server memory grew by {(peak - warm) / 2**20:.0f} MB under {SESSIONS} sessions"
     assert tree_digest(trained_checkpoints) == before, "browsing and uploading changed saved models"

@@ -47,6 +47,11 @@ def tiny_default(tmp_path, monkeypatch):
             "jobs": RetrainJobs(tmp_path / "jobs", REPO)}
 
 
+def _clips(folder: Path) -> list[Path]:
+    """Finished clips only: the renderer writes a dot-named temporary file and renames it when done."""
+    return [p for p in folder.glob("*.wav") if not p.name.startswith(".")]
+
+
 def _wait(jobs: RetrainJobs, done, what: str):
     deadline = time.monotonic() + HANG_GUARD_S
     while time.monotonic() < deadline:
@@ -84,10 +89,10 @@ def test_build_resumes_after_a_kill_and_never_runs_twice(tiny_default):
     assert probe.stdout.strip() == "True" and jobs.status().job_id == first_id
 
     # Kill the build once at least one clip exists; whatever phase it reached, finished work must survive.
-    _wait(jobs, lambda s: s.state != RUNNING or len(list(audio.glob("*.wav"))) >= 1, "a first rendered clip")
+    _wait(jobs, lambda s: s.state != RUNNING or len(_clips(audio)) >= 1, "a first rendered clip")
     os.killpg(jobs.status().pid, signal.SIGKILL)
     _wait(jobs, lambda s: not jobs.is_running(), "the killed build to release its lock")
-    finished = {p.name: (p.stat().st_mtime_ns, p.stat().st_ino) for p in audio.glob("*.wav")}
+    finished = {p.name: (p.stat().st_mtime_ns, p.stat().st_ino) for p in _clips(audio)}
     assert finished
 
     assert ensure_first_build(jobs, "natural", tiny_default["checkpoints"]) is True
@@ -96,7 +101,7 @@ def test_build_resumes_after_a_kill_and_never_runs_twice(tiny_default):
     for name, stamp in finished.items():  # not rendered again
         path = audio / name
         assert (path.stat().st_mtime_ns, path.stat().st_ino) == stamp, f"{name} was rendered again"
-    assert len(list(audio.glob("*.wav"))) == len(tiny_default["rows"])
+    assert len(_clips(audio)) == len(tiny_default["rows"])
     from musiclust.service import dataset_slug
 
     root = tiny_default["checkpoints"] / dataset_slug("default")

@@ -3,9 +3,12 @@
 Inputs are mutations of real encoded music (a 2 s excerpt of a rendered clip in WAV, FLAC, OGG and
 MP3): truncations, bit flips, overwritten header fields, spliced spans, and WAV headers built from
 arbitrary field values. The contract: only the project's documented errors (:class:`MusiclustError`
-subclasses) may escape, and whatever succeeds is finite, of the documented shape, in bounded time.
+subclasses) may escape, and whatever succeeds is finite and of the documented shape. No verdict depends
+on speed: an input that hangs the decoder is caught by the suite's per-test timeout (``timeout`` in
+``pyproject.toml``), which names where it hung.
 
-``MUSICLUST_FUZZ_EXAMPLES`` sets the examples per test (default 120; e.g. 2000 for a long run).
+``MUSICLUST_FUZZ_EXAMPLES`` sets the examples per test (default 120; e.g. 2000 for a long run, with
+``MUSICLUST_FUZZ_EXPLORE=1`` so each run draws new inputs).
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import io
 import json
 import os
 import struct
-import time
 
 import numpy as np
 import pytest
@@ -32,10 +34,12 @@ from musiclust.features.mel import compute_features
 EXAMPLES = int(os.environ.get("MUSICLUST_FUZZ_EXAMPLES", "120"))
 CFG = FeatureConfig()
 SR = 22050
-SLOW = 10.0  # seconds: any single input taking longer is a hang-like bug
 
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                                                            HealthCheck.function_scoped_fixture])
+# CI draws the same inputs on every run (derandomize), so a verdict belongs to the commit, not to the run;
+# MUSICLUST_FUZZ_EXPLORE=1 draws new ones each run, for long exploratory runs.
+DERANDOMIZE = not os.environ.get("MUSICLUST_FUZZ_EXPLORE")
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=DERANDOMIZE,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +61,7 @@ def seeds(real_clip_paths) -> dict[str, bytes]:
 
 
 def check_featurize(data: bytes) -> None:
-    """The contract: a typed error, or finite features of the documented shape, quickly."""
-    started = time.perf_counter()
+    """The contract: a typed error, or finite features of the documented shape."""
     try:
         features = compute_features(data, CFG)
     except MusiclustError as exc:
@@ -68,8 +71,6 @@ def check_featurize(data: bytes) -> None:
         assert 1 <= features.mel_db.shape[1] <= CFG.clip_frames
         assert np.isfinite(features.mel_db).all() and np.isfinite(features.mfcc_stats).all()
         assert CFG.min_seconds <= features.duration <= CFG.clip_seconds + 1e-6
-    elapsed = time.perf_counter() - started
-    assert elapsed < SLOW, f"{elapsed:.1f} s for {len(data)} bytes"
 
 
 KEYS = ["wav16", "wavf", "wavu8", "wav24st", "flac", "ogg", "mp3"]
@@ -217,7 +218,7 @@ def test_fuzz_checkpoint_manifest_values(real_checkpoint, real_clip_paths):
     meta = real_checkpoint.meta
     paths = [p for p in _paths(meta) if p and p[0] not in ("versions", "saved_at", "metrics", "history", "files")]
 
-    @settings(max_examples=max(40, EXAMPLES // 2), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=max(40, EXAMPLES // 2), deadline=None, derandomize=DERANDOMIZE, suppress_health_check=[HealthCheck.too_slow])
     @given(where=st.sampled_from(paths), value=JSON_VALUES)
     def run(where, value):
         changed = copy.deepcopy(meta)

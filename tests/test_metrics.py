@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from musiclust.errors import ParameterError
-from musiclust.analysis.metrics import external_scores, internal_scores, purity, score_partition, summarize
+from musiclust.analysis.metrics import (
+    external_scores, internal_scores, purity, score_kinds, score_partition, stability, summarize,
+)
 
 
 def test_purity_hand_computed():
@@ -54,8 +56,70 @@ def test_internal_scores_undefined_for_one_cluster():
 
 def test_score_partition_ignores_unknown_groups():
     x = np.array([[0.0], [0.1], [5.0], [5.1]])
-    scores = score_partition(x, [0, 0, 1, 1], ["a", None, "b", "b"])
+    scores = score_partition(x, [0, 0, 1, 1], ["a", None, "b", "b"], with_stability=False)
     assert scores["purity"] == 1.0 and scores["nmi"] == pytest.approx(1.0)
+
+
+def _blobs(seed=0, n=30, k=3, dim=4, distance=20.0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, distance, (k, dim))
+    return np.concatenate([rng.normal(c, 1.0, (n, dim)) for c in centres]), np.repeat(np.arange(k), n)
+
+
+def test_stability_is_one_for_a_perfectly_separable_partition():
+    x, _ = _blobs()
+    assert stability(x, 3, "kmeans", seed=0) == pytest.approx(1.0)
+
+
+def test_stability_is_lower_on_structureless_noise_and_zero_for_random_labels():
+    x, _ = _blobs()
+    noise = np.random.default_rng(1).normal(size=x.shape)  # one Gaussian: any 3-way cut is arbitrary
+    assert stability(noise, 3, "kmeans", seed=0) < 0.9
+    assert abs(stability(x, 3, "random", seed=0)) < 0.05
+
+
+def test_stability_of_real_clusters_beats_the_same_features_shuffled(real_table):
+    """MFCC statistics of the real clips: their clustering is more reproducible than that of the same
+    values with each column shuffled independently (which keeps every feature's distribution, not the groups)."""
+    from musiclust.analysis.clustering import Standardizer
+
+    x = Standardizer.fit(real_table.mfcc_stats)(real_table.mfcc_stats)
+    rng = np.random.default_rng(0)
+    shuffled = np.stack([rng.permutation(column) for column in x.T], axis=1)
+    assert stability(x, 4, seed=0) > stability(shuffled, 4, seed=0) + 0.1
+
+
+def test_stability_rejects_impossible_settings():
+    x, _ = _blobs(n=5)
+    with pytest.raises(ParameterError, match="subsample"):
+        stability(x, 13, seed=0)
+    with pytest.raises(ParameterError, match="resamples"):
+        stability(x, 3, n_resamples=1)
+    with pytest.raises(ParameterError, match="fraction"):
+        stability(x, 3, fraction=1.0)
+
+
+def test_score_partition_marks_which_kinds_it_holds():
+    x, truth = _blobs()
+    pred = truth[::-1].copy()
+    without = score_partition(x, pred)
+    assert without["score_kinds"] == "label_free" and score_kinds(without) == ("label_free",)
+    assert without["stability"] == pytest.approx(1.0) and without["silhouette"] > 0.5
+    assert all(math.isnan(without[m]) for m in ("ari", "nmi", "purity"))
+    labelled = score_partition(x, pred, [str(t) for t in truth])
+    assert labelled["score_kinds"] == "label_free+labels" and score_kinds(labelled) == ("label_free", "labels")
+    assert labelled["nmi"] == pytest.approx(1.0)
+    unknown = score_partition(x, pred, [None] * len(pred))  # groups given, none known: still label-free only
+    assert unknown["score_kinds"] == "label_free"
+    # rows written before the marker existed are read from their numbers
+    assert score_kinds({"silhouette": 0.3, "nmi": 0.5}) == ("label_free", "labels")
+    assert score_kinds({"silhouette": 0.3, "nmi": math.nan}) == ("label_free",)
+
+
+def test_summarize_carries_stability():
+    rows = [{"model": "m", "seed": s, "stability": v, "score_kinds": "label_free"} for s, v in enumerate([0.8, 1.0])]
+    table = summarize(rows).set_index("model")
+    assert table.loc["m", "stability"] == pytest.approx(0.9) and table.loc["m", "score_kinds"] == "label_free"
 
 
 def test_summarize_mean_and_std():

@@ -66,11 +66,25 @@ def test_poe_clusters_by_direction_and_keeps_it_across_a_reload(service):
     assert answer.placement.cluster == int(poe.labels[row])
 
 
-def test_poe_uses_lyrics_only_when_given(service, real_clip_paths):
-    with_lyrics = service.analyse("mvae_poe", real_clip_paths[0], "Herr Gott dich loben wir")
-    without = service.analyse("mvae_poe", real_clip_paths[0], None)
-    audio_only = service.bundle("conv_vae").place(without.features.mel_db, None)
-    assert not without.placement.used_lyrics and not audio_only.used_lyrics
+def test_poe_uses_lyrics_only_when_given(service):
+    """Given its own lyrics, a collection track is encoded by both experts as at training and lands on
+    itself; without them the audio expert alone places it, away from that point."""
+    from pathlib import Path
+
+    poe = service.bundle("mvae_poe")
+    row = next(i for i, t in enumerate(poe.tracks) if t["has_lyrics"])
+    track = poe.tracks[row]
+    lyrics = Path(track["path"]).with_suffix(".txt").read_text(encoding="utf-8")  # what the collection read
+    with_lyrics = service.analyse("mvae_poe", track["path"], lyrics)
+    without = service.analyse("mvae_poe", track["path"], None)
+    assert with_lyrics.placement.used_lyrics and not without.placement.used_lyrics
+    assert with_lyrics.placement.neighbours[0].id == track["id"] and with_lyrics.placement.neighbours[0].distance < 1e-4
+    assert with_lyrics.placement.cluster == int(poe.labels[row])
+    np.testing.assert_allclose(with_lyrics.placement.coords, poe.coords[row], atol=1e-5)
+    alone = poe.scaler(poe.raw_embedding([without.features.mel_db], [None]))[0]
+    assert np.linalg.norm(alone - poe.space[row]) > 1e-3, "the lyrics changed the answer (by far more than float noise)"
+    audio_only = service.bundle("conv_vae").place(without.features.mel_db, lyrics)
+    assert not audio_only.used_lyrics, "an audio-only model ignores lyrics"
 
 
 def test_reconstruction_and_sonification(service, real_clip_paths):
@@ -84,12 +98,10 @@ def test_reconstruction_and_sonification(service, real_clip_paths):
     assert path.shape == (mel.shape[0], 3 * 128)
 
 
-def test_k_is_given_or_the_groups_else_a_clear_error(real_table):
-    """The one place k is chosen: given, else the number of groups; a collection without groups needs it
-    given (until k is found from the data there)."""
+def test_k_is_given_or_the_groups(real_table):
+    """The one place k is chosen: given, else the number of groups (else a sweep: the next test)."""
     from dataclasses import replace
 
-    from musiclust.errors import DataError
     from musiclust.pipeline import Settings, prepare
     from musiclust.store.table import TrackTable
 
@@ -97,9 +109,7 @@ def test_k_is_given_or_the_groups_else_a_clear_error(real_table):
     assert prepare(real_table, Settings(k=3)).k_choice == {"k": 3, "source": "given"}
     ungrouped = TrackTable([replace(t, group=None) for t in real_table.tracks], real_table.mels, real_table.mfcc_stats,
                            real_table.durations, real_table.config)
-    with pytest.raises(DataError, match="pass k"):
-        prepare(ungrouped, Settings())
-    assert prepare(ungrouped, Settings(k=2)).k == 2
+    assert prepare(ungrouped, Settings(k=2)).k_choice == {"k": 2, "source": "given"}
 
 
 def test_split_keeps_pieces_whole(real_table):
@@ -161,3 +171,20 @@ def test_cli_evaluate_json_contract(trained_checkpoints, real_music_folder):
             assert key in row
     assert rows["beta_cvae"]["conditioned_on_label"] is True and rows["basic_vae"]["conditioned_on_label"] is False
     assert rows["mfcc_kmeans"]["nmi"] > rows["random"]["nmi"]
+
+
+def test_without_groups_or_k_the_sweep_chooses_k_and_is_recorded(real_table):
+    """A library without groups and without a given k gets k from a sweep (issue 12 §3), recorded as JSON."""
+    import json
+    from dataclasses import replace
+
+    from musiclust.pipeline import Settings, prepare
+
+    table = replace(real_table, tracks=[replace(t, group=None) for t in real_table.tracks])
+    assert table.label_names() == []
+    prep = prepare(table, Settings(seed=0))
+    choice = json.loads(json.dumps(prep.k_choice))
+    assert choice["source"] == "sweep" and choice["k"] == prep.k == choice["sweep"]["k"]
+    assert 2 <= prep.k <= len(table) // 2
+    assert [p["k"] for p in choice["sweep"]["curve"]] == list(range(2, len(table) // 2 + 1))
+    assert prepare(table, Settings(seed=0)).k_choice == prep.k_choice  # the same seed, the same choice

@@ -11,6 +11,7 @@ from typing import Optional
 import numpy as np
 from sklearn.decomposition import PCA
 
+from musiclust.determinism import reproducible
 from musiclust.store.table import MelNormalizer, TrackTable, track_segments
 
 BASELINES = ("random", "pca_kmeans", "mfcc_kmeans", "tfidf_kmeans")
@@ -21,6 +22,7 @@ def random_labels(n: int, k: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, k, size=n)
 
 
+@reproducible()  # randomized PCA's BLAS pinned: one and two OpenBLAS threads gave other embeddings
 def pca_embedding(
     table: TrackTable, normalizer: MelNormalizer, train_rows: np.ndarray, dim: int, seed: int, segments: Optional[list] = None
 ) -> np.ndarray:

@@ -13,10 +13,13 @@ from typing import Optional
 
 import numpy as np
 
+from musiclust.determinism import reproducible
 from musiclust.errors import ParameterError
 
 # scikit-learn is imported inside the functions that fit: serving (assign, nearest, place_on_map) needs
 # only numpy, and importing sklearn took most of the app's first page (benchmark, app-start figure).
+# The functions that fit run under ``reproducible()``: k-means' OpenMP chunks and BLAS pinned to one
+# thread, so a seed gives the same clusters and map on any machine's core count (musiclust.determinism).
 
 METHODS = ("kmeans", "agglomerative", "gmm")
 
@@ -73,6 +76,7 @@ def kmeans_kind(n: int, minibatch_above: int = KMEANS_MAX_TRACKS) -> str:
     return "minibatch_kmeans" if n > minibatch_above else "kmeans"
 
 
+@reproducible()
 def cluster(
     x: np.ndarray, k: int, method: str = "kmeans", seed: int = 0, minibatch_above: int = KMEANS_MAX_TRACKS
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -113,6 +117,7 @@ def assign(x: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return labels, dist[np.arange(len(x)), labels]
 
 
+@reproducible()
 def silhouette_sweep(x: np.ndarray, ks, seed: int = 0, sample: int = SILHOUETTE_SAMPLE) -> dict[int, float]:
     """Silhouette of k-means for each k: how many clusters the data itself suggests (on a seeded sample of
     ``sample`` tracks above that size: the score is O(N^2))."""
@@ -157,6 +162,7 @@ def map_sample(n: int, fit_max: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=fit_max, replace=False))
 
 
+@reproducible()
 def umap_map(x: np.ndarray, seed: int = 0, n_neighbors: int = 15, fit_max: int = UMAP_FIT_MAX) -> np.ndarray:
     """2-D UMAP of ``x``: ``(N, 2)`` float32 (fitted once at training time and saved).
 

@@ -55,7 +55,7 @@ def baseline_scores(name: str, prep: Prepared) -> dict:
     if name == "random":
         space = Standardizer.fit(mfcc_embedding(table))(mfcc_embedding(table))
         labels = random_labels(len(table), prep.k, s.seed)
-        return score_partition(space, labels, table.groups)
+        return score_partition(space, labels, table.groups, method="random", seed=s.seed)
     if name == "pca_kmeans":
         raw = pca_embedding(table, prep.normalizer, prep.train_rows, s.latent_dim, s.seed, segments=prep.segments)
     elif name == "mfcc_kmeans":
@@ -67,12 +67,12 @@ def baseline_scores(name: str, prep: Prepared) -> dict:
             return {"n_tracks": int(len(rows))}
         space = prep.lyrics[rows].toarray()  # L2-normalised TF-IDF: Euclidean k-means is spherical k-means here
         labels, _ = cluster(space, prep.k, "kmeans", s.seed)
-        return {**score_partition(space, labels, groups), "n_tracks": int(len(rows))}
+        return {**score_partition(space, labels, groups, method="kmeans", seed=s.seed), "n_tracks": int(len(rows))}
     else:
         raise ParameterError(f"unknown baseline {name!r}")
     space = Standardizer.fit(raw)(raw)
     labels, _ = cluster(space, prep.k, s.cluster_method, s.seed)
-    return score_partition(space, labels, table.groups)
+    return score_partition(space, labels, table.groups, method=s.cluster_method, seed=s.seed)
 
 
 def evaluate(

@@ -1,7 +1,10 @@
 """Clustering scores with scikit-learn, and tables of mean ± std over seeds.
 
-Internal scores (silhouette, Calinski-Harabasz, Davies-Bouldin) are computed in the space the
-clusters were found in; external scores (ARI, NMI, purity) against the group labels.
+Two kinds of score. **Label-free** scores need nothing but the embedding: the internal scores
+(silhouette, Calinski-Harabasz, Davies-Bouldin, computed in the space the clusters were found in) and
+the stability of the clustering under resampling. **Label** scores (ARI, NMI, purity) compare the
+clusters with known groups, and exist only when some tracks have a group: a person's own library has
+none. :func:`score_partition` says which kinds a row holds in its ``score_kinds`` entry.
 """
 
 from __future__ import annotations
@@ -19,9 +22,21 @@ from musiclust.errors import ParameterError
 # module (through the pipeline) on every first page without scoring anything (benchmark, app start).
 
 INTERNAL = ("silhouette", "calinski_harabasz", "davies_bouldin")
+STABILITY = "stability"
+LABEL_FREE = INTERNAL + (STABILITY,)
 EXTERNAL = ("ari", "nmi", "purity")
-METRICS = INTERNAL + EXTERNAL
-HIGHER_IS_BETTER = {"silhouette": True, "calinski_harabasz": True, "davies_bouldin": False, "ari": True, "nmi": True, "purity": True}
+METRICS = LABEL_FREE + EXTERNAL
+HIGHER_IS_BETTER = {
+    "silhouette": True, "calinski_harabasz": True, "davies_bouldin": False, "stability": True,
+    "ari": True, "nmi": True, "purity": True,
+}
+# The values of a row's ``score_kinds``: which kinds of score it holds (label scores only where groups exist).
+KIND_LABEL_FREE = "label_free"
+KIND_LABELS = "labels"
+
+STABILITY_RESAMPLES = 10  # subsamples clustered: 45 pairs compared
+STABILITY_FRACTION = 0.8  # of the tracks in each subsample (Ben-Hur, Elisseeff & Guyon 2002 use 0.7-0.9)
+STABILITY_MAX_TRACKS = 10_000  # above this, stability is measured on a seeded sample of this many tracks
 
 
 def purity(labels_true: Sequence, labels_pred: Sequence) -> float:
@@ -72,17 +87,111 @@ def external_scores(labels_true: Sequence, labels_pred: Sequence) -> dict[str, f
     }
 
 
-def score_partition(space: np.ndarray, labels_pred: Sequence, labels_true: Optional[Sequence] = None) -> dict[str, float]:
-    """All six scores; the external ones only over tracks whose group is known (``None`` = unknown)."""
-    scores = internal_scores(space, labels_pred)
+def stability(
+    space: np.ndarray,
+    k: int,
+    method: str = "kmeans",
+    seed: int = 0,
+    n_resamples: int = STABILITY_RESAMPLES,
+    fraction: float = STABILITY_FRACTION,
+    max_tracks: int = STABILITY_MAX_TRACKS,
+) -> float:
+    """How reproducible ``method``'s k-cluster partition of ``space`` is: mean ARI between clusterings of
+    random subsamples, compared on the tracks each pair shares.
+
+    Precisely: let R be all N tracks (or, above ``max_tracks``, a uniform sample of that many, drawn with
+    ``seed``). For b = 0 .. B-1 (B = ``n_resamples``) draw S_b, ``round(fraction * |R|)`` tracks of R
+    uniformly without replacement, and cluster ``space[S_b]`` into k clusters with ``method`` and seed
+    ``seed + b``. For every pair b < c compute the adjusted Rand index of the two labellings over
+    S_b ∩ S_c (~64 % of R at fraction 0.8). Stability is the mean of the B(B-1)/2 ARIs.
+
+    1.0 means every subsample finds the same partition; ~0 means partitions no more alike than chance
+    (ARI is corrected for chance, so a small k is not favoured merely for agreeing by luck, as it is under
+    the raw Rand index). Subsamples rather than bootstrap draws with replacement: duplicated tracks would
+    form spurious tight clusters. Seeds vary too, so a clustering that depends on its initialisation is
+    unstable as it should be. ``method="random"`` scores uniformly random labels (the random baseline's
+    "clustering"): ~0 by construction.
+    """
+    from sklearn.metrics import adjusted_rand_score
+
+    from musiclust.analysis.clustering import cluster
+
+    space = np.asarray(space)
+    if space.ndim != 2:
+        raise ParameterError(f"stability needs an (N, D) embedding, got shape {space.shape}")
+    if n_resamples < 2:
+        raise ParameterError(f"stability needs at least 2 resamples to compare, got {n_resamples}")
+    if not 0 < fraction < 1:
+        raise ParameterError(f"the subsample fraction must be between 0 and 1, got {fraction}")
+    rng = np.random.default_rng(seed)
+    reference = np.arange(len(space)) if len(space) <= max_tracks else np.sort(rng.choice(len(space), max_tracks, replace=False))
+    size = int(round(fraction * len(reference)))
+    if not 2 <= k < size:
+        raise ParameterError(
+            f"stability of k = {k} clusters needs more than k tracks in each {fraction:.0%} subsample; "
+            f"{len(space)} tracks give {size}"
+        )
+    labellings = []  # (tracks, labels), one per subsample; labels indexed by track id, -1 = not drawn
+    for b in range(n_resamples):
+        rows = np.sort(rng.choice(reference, size, replace=False))
+        if method == "random":
+            labels = np.random.default_rng(seed + b).integers(0, k, size=size)
+        else:
+            labels, _ = cluster(space[rows], k, method, seed + b)
+        full = np.full(len(space), -1, np.int64)
+        full[rows] = labels
+        labellings.append(full)
+    aris = []
+    for b in range(n_resamples):
+        for c in range(b + 1, n_resamples):
+            shared = (labellings[b] >= 0) & (labellings[c] >= 0)
+            aris.append(adjusted_rand_score(labellings[b][shared], labellings[c][shared]))
+    return float(np.mean(aris))
+
+
+def score_partition(
+    space: np.ndarray,
+    labels_pred: Sequence,
+    labels_true: Optional[Sequence] = None,
+    method: str = "kmeans",
+    seed: int = 0,
+    with_stability: bool = True,
+) -> dict:
+    """Every score a partition has: the label-free ones always, the label ones where groups are known.
+
+    Returns the internal scores, ``stability`` (of ``method`` at this partition's k, see :func:`stability`;
+    NaN with ``with_stability=False`` or when undefined), the external scores over the tracks whose group
+    is known (``None`` = unknown; NaN when no track has one, so tables keep their columns), and
+    ``score_kinds``: ``"label_free"`` or ``"label_free+labels"``, which kinds hold numbers. Pass the
+    ``method`` and ``seed`` the partition was made with; ``"random"`` for random labels.
+    """
+    labels_pred = np.asarray(labels_pred)
+    scores: dict = internal_scores(space, labels_pred, seed=seed)
+    k = len(np.unique(labels_pred))
+    scores[STABILITY] = math.nan
+    if with_stability and 2 <= k < round(STABILITY_FRACTION * min(len(labels_pred), STABILITY_MAX_TRACKS)):
+        scores[STABILITY] = stability(space, k, method, seed)
+    kinds = [KIND_LABEL_FREE]
     if labels_true is not None:
-        known = np.array([g is not None for g in labels_true])
+        known = np.array([g is not None for g in labels_true], dtype=bool)
         if known.any():
             truth = np.asarray(labels_true, dtype=object)[known].astype(str)
-            scores.update(external_scores(truth, np.asarray(labels_pred)[known]))
+            scores.update(external_scores(truth, labels_pred[known]))
+            kinds.append(KIND_LABELS)
     for name in EXTERNAL:
         scores.setdefault(name, math.nan)
+    scores["score_kinds"] = "+".join(kinds)
     return scores
+
+
+def score_kinds(row: dict) -> tuple[str, ...]:
+    """The kinds of score a row of :func:`score_partition` (or a report) holds: ``("label_free",)`` or
+    ``("label_free", "labels")``. Rows written before the marker existed are read from their numbers."""
+    marker = row.get("score_kinds")
+    if isinstance(marker, str) and marker:
+        return tuple(marker.split("+"))
+    has_labels = any(isinstance(row.get(m), (int, float)) and not math.isnan(row[m]) for m in EXTERNAL)
+    return (KIND_LABEL_FREE, KIND_LABELS) if has_labels else (KIND_LABEL_FREE,)
 
 
 def summarize(rows: Iterable[dict], by: str = "model") -> pd.DataFrame:

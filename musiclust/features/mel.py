@@ -7,10 +7,10 @@ so a second run recomputes nothing and a changed file is recomputed.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 import tempfile
+import time
 import zipfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -22,14 +22,19 @@ import librosa
 import numpy as np
 
 from musiclust.features.audio import AudioSource, load_audio
+from musiclust.features.hashes import HashIndex, HashStamp, content_hash
 from musiclust.config import FeatureConfig
 from musiclust.errors import AudioError, MusiclustError, ParameterError
 
 ProgressFn = Callable[[int, int], None]
+HASH_SAVE_SECONDS = 60.0  # a long scan writes the content hashes it learned this often (and at its end)
 
 
-STFT_BLOCK_FRAMES = 64  # frames transformed at once: ~1 MB of float64, stays in the CPU cache
+STFT_BLOCK_FRAMES = 64  # frames transformed at once: 0.5 MB of float32 (1 MB of float64), stays in the CPU cache
 MEL_GROUP = 16  # mel bands multiplied together over the FFT bins any of them covers
+DB_PER_OCTAVE = np.float32(10.0 * np.log10(2.0))  # 10 log10(x) = this x log2(x); numpy's float32 log2 is ~2x its log10
+# features_version -> the FFT's float type (musiclust.config.FeatureConfig.features_version)
+FFT_DTYPE = {1: np.float64, 2: np.float32}
 
 
 @lru_cache(maxsize=8)
@@ -53,8 +58,8 @@ def _mel_bands(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: flo
 
 
 @lru_cache(maxsize=8)
-def _hann(n_fft: int) -> np.ndarray:
-    window = librosa.filters.get_window("hann", n_fft, fftbins=True).astype(np.float64)
+def _hann(n_fft: int, dtype: type = np.float64) -> np.ndarray:
+    window = librosa.filters.get_window("hann", n_fft, fftbins=True).astype(dtype)
     window.setflags(write=False)
     return window
 
@@ -63,26 +68,34 @@ def mel_power(y: np.ndarray, config: FeatureConfig = FeatureConfig()) -> np.ndar
     """Mel power spectrogram ``(T, n_mels)`` float32 — ``librosa.feature.melspectrogram(power=2)``'s
     values (centred frames, zero padding, Hann window, Slaney mel), transposed.
 
-    Computed block by block: window in float64 and FFT with ``scipy.fft`` as librosa does (the dB values
-    agree to ~1e-5 dB; a float32 FFT would be ~1.6x faster but is off by up to ~1.4e-3 dB in quiet bands),
-    then |X|^2 and the mel product over each band group's non-zero bins only. librosa rebuilds the filter
-    bank on every call and multiplies the dense bank through ``einsum``.
+    Computed block by block, without copying the audio into frames (a strided view) or the spectrum
+    into a power array (squared in place): window into a reused buffer, ``scipy.fft.rfft``, |X|^2, then
+    the mel product over each band group's non-zero bins only. librosa frames the whole clip, windows
+    and transforms it in float64, rebuilds the filter bank on every call and applies it densely.
+
+    The FFT's precision is ``config.features_version``'s: version 2 (the default) transforms in float32,
+    ~1.6x faster than float64 here. Its rounding error is relative to the whole frame's energy, so it
+    shows only in bands ~80 dB below the rest of their frame (the top bands of a soundfont render), by at
+    most ~2e-3 dB against librosa's float64 values (tests/test_features.py, docs/benchmark.md). Version 1
+    (float64, within 1e-5 dB) is what checkpoints made before version 2 existed were trained on.
     """
     import scipy.fft
 
+    dtype = FFT_DTYPE[config.features_version]
     n_fft, hop = config.n_fft, config.hop_length
     bands = _mel_bands(config.sample_rate, n_fft, config.n_mels, config.fmin, config.fmax)
-    window = _hann(n_fft)
+    window = _hann(n_fft, dtype)
     padded = np.pad(y, n_fft // 2)  # librosa's center=True with pad_mode="constant"
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]  # (T, n_fft), a view: no copy
     mel = np.empty((frames.shape[0], config.n_mels), np.float32)
-    buffer = np.empty((min(STFT_BLOCK_FRAMES, frames.shape[0]), n_fft))
+    buffer = np.empty((min(STFT_BLOCK_FRAMES, frames.shape[0]), n_fft), dtype)
     for start in range(0, frames.shape[0], STFT_BLOCK_FRAMES):
         block = frames[start : start + STFT_BLOCK_FRAMES]
-        spectrum = scipy.fft.rfft(np.multiply(block, window, out=buffer[: len(block)]), axis=1)  # (b, bins) complex128
-        parts = spectrum.view(np.float64)  # real and imaginary parts interleaved
+        windowed = np.multiply(block, window, out=buffer[: len(block)])
+        spectrum = scipy.fft.rfft(windowed, axis=1, overwrite_x=True)  # (b, bins) complex of the buffer's precision
+        parts = spectrum.view(dtype)  # real and imaginary parts interleaved
         np.square(parts, out=parts)
-        power = (parts[:, 0::2] + parts[:, 1::2]).astype(np.float32)  # |X|^2, (b, bins)
+        power = np.add(parts[:, 0::2], parts[:, 1::2]).astype(np.float32, copy=False)  # |X|^2, (b, bins)
         out = mel[start : start + len(block)]
         for m0, m1, k0, k1, weights in bands:
             np.matmul(power[:, k0:k1], weights, out=out[:, m0:m1])
@@ -99,32 +112,78 @@ def log_mel(y: np.ndarray, config: FeatureConfig = FeatureConfig()) -> np.ndarra
         raise ParameterError(f"log_mel expects mono audio (n,), got shape {y.shape}")
     mel = mel_power(y, config)  # (T, n_mels)
     np.maximum(mel, np.float32(1e-10), out=mel)
-    np.log10(mel, out=mel)
-    mel *= np.float32(10.0)
+    if config.features_version == 1:
+        np.log10(mel, out=mel)
+        mel *= np.float32(10.0)
+    else:  # the same dB to ~1e-5 dB (float32 rounding), in less than half the time
+        np.log2(mel, out=mel)
+        mel *= DB_PER_OCTAVE
     return np.ascontiguousarray(mel.T)
 
 
-def mfcc_statistics(mel_db: np.ndarray, n_mfcc: int = 20) -> np.ndarray:
+def mfcc_statistics(mel_db: np.ndarray, n_mfcc: int = 20, features_version: int = 2) -> np.ndarray:
     """Mean and standard deviation of MFCCs and their deltas: ``(4 * n_mfcc,)``.
 
-    The classic timbre summary, used as a baseline the VAEs must beat.
+    The classic timbre summary, used as a baseline the VAEs must beat. What ``librosa.feature.mfcc(S=mel_db)``
+    and ``librosa.feature.delta`` compute, without importing ``librosa.feature`` (~1.2 s of numba set-up in
+    every fresh process: the first upload, each worker). ``features_version`` 1 makes their scipy calls
+    (a full DCT, ``savgol_filter``); 2 (``FeatureConfig.features_version``'s default) gets the same values to
+    float32 rounding in a quarter of the time (:func:`_mfcc`, :func:`_delta`).
     """
     if mel_db.ndim != 2:
         raise ParameterError(f"mfcc_statistics expects (n_mels, T), got shape {mel_db.shape}")
     import scipy.fft
     import scipy.signal
 
-    # The calls librosa.feature.mfcc(S=mel_db) and librosa.feature.delta make, without importing
-    # librosa.feature (~1.2 s of numba set-up in every fresh process: the first upload, each worker).
-    mfcc = scipy.fft.dct(mel_db, axis=-2, type=2, norm="ortho")[:n_mfcc]  # (n_mfcc, T)
-    width = min(9, mfcc.shape[1] - (1 - mfcc.shape[1] % 2))  # delta needs an odd width <= T
-    delta = (
-        scipy.signal.savgol_filter(mfcc, max(3, width), deriv=1, polyorder=1, axis=-1, mode="interp")
-        if mfcc.shape[1] >= 3
-        else np.zeros_like(mfcc)
-    )
+    frames = mel_db.shape[1]
+    width = max(3, min(9, frames - (1 - frames % 2)))  # delta needs an odd width <= T
+    if features_version == 1:
+        mfcc = scipy.fft.dct(mel_db, axis=-2, type=2, norm="ortho")[:n_mfcc]  # (n_mfcc, T)
+        delta = scipy.signal.savgol_filter(mfcc, width, deriv=1, polyorder=1, axis=-1, mode="interp") if frames >= 3 else np.zeros_like(mfcc)
+    else:
+        mfcc = _mfcc(mel_db, n_mfcc)
+        delta = _delta(mfcc, width) if frames >= 3 else np.zeros_like(mfcc)
     stats = [mfcc.mean(axis=1), mfcc.std(axis=1), delta.mean(axis=1), delta.std(axis=1)]
     return np.concatenate(stats).astype(np.float32)
+
+
+@lru_cache(maxsize=8)
+def _dct_rows(n_mels: int, n_mfcc: int) -> np.ndarray:
+    """The first ``n_mfcc`` rows of the orthonormal DCT-II matrix (scipy's), float32."""
+    import scipy.fft
+
+    rows = scipy.fft.dct(np.eye(n_mels), axis=0, type=2, norm="ortho")[:n_mfcc].astype(np.float32)
+    rows.setflags(write=False)
+    return rows
+
+
+def _mfcc(mel_db: np.ndarray, n_mfcc: int) -> np.ndarray:
+    """``dct(mel_db, type=2, norm="ortho", axis=0)[:n_mfcc]`` as one product with the rows kept: the
+    full transform computes all n_mels coefficients along the strided axis to keep 20."""
+    return _dct_rows(mel_db.shape[0], n_mfcc) @ mel_db
+
+
+@lru_cache(maxsize=8)
+def _delta_coeffs(width: int) -> np.ndarray:
+    import scipy.signal
+
+    return scipy.signal.savgol_coeffs(width, 1, deriv=1).astype(np.float32)
+
+
+def _delta(mfcc: np.ndarray, width: int) -> np.ndarray:
+    """``savgol_filter(mfcc, width, deriv=1, polyorder=1, mode="interp", axis=-1)`` (librosa's delta).
+
+    Inside, the filter is the convolution it makes. At each edge, ``"interp"`` fits a straight line to the
+    first (last) ``width`` frames and takes its slope, which for a line is the filter's output at that
+    window's centre: the centre value is repeated instead of refitting (scipy's polyfit is ~3/4 of its time).
+    """
+    import scipy.ndimage
+
+    half = width // 2
+    delta = scipy.ndimage.convolve1d(mfcc, _delta_coeffs(width), axis=-1, mode="constant")
+    delta[:, :half] = delta[:, half : half + 1]
+    delta[:, -half:] = delta[:, -half - 1 : -half]
+    return delta
 
 
 def segments(mel_db: np.ndarray, frames: int) -> np.ndarray:
@@ -159,19 +218,10 @@ def compute_features(source: AudioSource, config: FeatureConfig = FeatureConfig(
     """Decode, validate and featurize one file or upload (raises :class:`AudioError` on bad audio)."""
     y = load_audio(source, config)
     mel = log_mel(y, config)
-    stats = mfcc_statistics(mel, config.n_mfcc)
+    stats = mfcc_statistics(mel, config.n_mfcc, config.features_version)
     if not (np.isfinite(mel).all() and np.isfinite(stats).all()):  # defence in depth: never hand NaN to a model
         raise AudioError("the audio's spectrum is not finite (sample values far beyond full scale?)")
     return TrackFeatures(mel, stats, len(y) / config.sample_rate)
-
-
-def content_hash(path: Path) -> str:
-    """SHA-256 of a file's bytes: the cache key, so a renamed file hits and an edited one misses."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -189,11 +239,15 @@ class FeatureStore:
 
     Entries are written atomically (temp file + rename), so a reader never sees half an entry, and
     loaded without pickle; an entry that fails to load (cut short, corrupt) is recomputed, not trusted.
+    The content hash of a file whose stamp (path, size, times, inode) is unchanged since it was last
+    hashed comes from a small index beside the entries (:mod:`musiclust.features.hashes`), so a rescan of
+    an unchanged library reads only the cache entries, not the audio.
     """
 
     def __init__(self, root: Path, config: FeatureConfig = FeatureConfig()):
         self.root = Path(root)
         self.config = config
+        self.hashes = HashIndex(self.root / "content-hashes")
 
     def _entry(self, digest: str) -> Path:
         return self.root / self.config.fingerprint() / digest[:2] / f"{digest}.npz"
@@ -229,15 +283,49 @@ class FeatureStore:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    def get(self, path: Path) -> tuple[TrackFeatures, bool]:
-        """Features of ``path`` and whether they came from the cache."""
-        entry = self._entry(content_hash(Path(path)))
+    def _known(self, path: Path) -> tuple[Optional[HashStamp], Optional[str]]:
+        """``path``'s stamp and its remembered digest (None when it must be hashed); one ``stat``."""
+        try:
+            stamp = HashStamp.of(path)
+        except OSError:
+            return None, None  # missing or unreadable: hashing it says why
+        return stamp, self.hashes.lookup(stamp)
+
+    def _digest(self, path: Path, stamp: Optional[HashStamp], digest: Optional[str]):
+        """``path``'s digest, and ``(stamp, digest, started_ns)`` to remember if it had to be read for it."""
+        if digest is not None:
+            return digest, None
+        started = time.time_ns()
+        digest = content_hash(path)
+        return digest, ((stamp, digest, started) if stamp is not None else None)
+
+    def _features(self, path: Path, digest: str) -> tuple[TrackFeatures, bool]:
+        entry = self._entry(digest)
         cached = self._read(entry)
         if cached is not None:
             return cached, True
-        features = compute_features(Path(path), self.config)
+        features = compute_features(path, self.config)
         self._write(entry, features)
         return features, False
+
+    def _remember(self, learned) -> None:
+        if learned is not None:
+            self.hashes.remember(*learned)
+
+    def _save_hashes(self) -> None:
+        try:
+            self.hashes.save()
+        except OSError:
+            pass  # an index that cannot be written only means hashing these files again next time
+
+    def get(self, path: Path) -> tuple[TrackFeatures, bool]:
+        """Features of ``path`` and whether they came from the cache."""
+        path = Path(path)
+        digest, learned = self._digest(path, *self._known(path))
+        if learned is not None:
+            self._remember(learned)
+            self._save_hashes()
+        return self._features(path, digest)
 
     def get_many(
         self, paths: Sequence[Path], jobs: int = 1, progress: Optional[ProgressFn] = None
@@ -245,13 +333,21 @@ class FeatureStore:
         """Featurize many files in ``jobs`` processes; a file that fails is reported, never fatal."""
         report = FeatureReport()
         paths = [Path(p) for p in paths]
+        known = {p: self._known(p) for p in paths}  # stamps and remembered digests, here: workers only hash
         bar = _terminal_bar(len(paths), "features") if progress is None else None
+        last_save = time.monotonic()
 
         def record(path: Path, outcome) -> None:
-            if isinstance(outcome, str):
-                report.failed[str(path)] = outcome
+            nonlocal last_save
+            result, learned = outcome
+            self._remember(learned)
+            if self.hashes.unsaved and time.monotonic() - last_save > HASH_SAVE_SECONDS:
+                self._save_hashes()
+                last_save = time.monotonic()
+            if isinstance(result, str):
+                report.failed[str(path)] = result
             else:
-                features, was_cached = outcome
+                features, was_cached = result
                 report.features[str(path)] = features
                 report.cached += was_cached
                 report.computed += not was_cached
@@ -261,28 +357,33 @@ class FeatureStore:
             elif bar is not None:
                 bar.update(1)
 
-        if jobs <= 1 or len(paths) < 2:
-            for path in paths:
-                record(path, _get_or_reason(self, path))
-        else:
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
-                futures = {pool.submit(_get_or_reason, self, path): path for path in paths}
-                for future in as_completed(futures):
-                    record(futures[future], future.result())
-        if bar is not None:
-            bar.close()
+        try:
+            if jobs <= 1 or len(paths) < 2:
+                for path in paths:
+                    record(path, _get_or_reason(self, path, *known[path]))
+            else:
+                with ProcessPoolExecutor(max_workers=jobs) as pool:
+                    futures = {pool.submit(_get_or_reason, self, path, *known[path]): path for path in paths}
+                    for future in as_completed(futures):
+                        record(futures[future], future.result())
+        finally:
+            self._save_hashes()
+            if bar is not None:
+                bar.close()
         report.features = {str(p): report.features[str(p)] for p in paths if str(p) in report.features}
         return report
 
 
-def _get_or_reason(store: FeatureStore, path: Path):
-    """Worker body: features, or the reason they could not be made (picklable either way)."""
+def _get_or_reason(store: FeatureStore, path: Path, stamp: Optional[HashStamp] = None, digest: Optional[str] = None):
+    """Worker body: ``((features, cached) or the reason they could not be made, what it hashed)``, picklable."""
+    learned = None
     try:
-        return store.get(path)
+        digest, learned = store._digest(path, stamp, digest)
+        return store._features(path, digest), learned
     except MusiclustError as exc:
-        return str(exc)
+        return str(exc), learned
     except OSError as exc:
-        return f"{path.name} could not be read: {exc.strerror or exc}"
+        return f"{path.name} could not be read: {exc.strerror or exc}", learned
 
 
 def _terminal_bar(total: int, desc: str):

@@ -11,6 +11,7 @@ from typing import Optional
 import numpy as np
 from scipy import sparse
 
+from musiclust.determinism import reproducible
 from musiclust.errors import ParameterError
 
 MISSING_LYRICS = ("apart", "centre")  # where hybrid fusion puts a track without lyrics (see HybridFusion)
@@ -66,6 +67,7 @@ class HybridFusion:
         check_missing_lyrics(self.missing_lyrics)
 
     @classmethod
+    @reproducible()  # the SVD's BLAS pinned to one thread: the same join on any machine's core count
     def fit(
         cls,
         audio_mu: np.ndarray,

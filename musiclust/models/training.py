@@ -13,14 +13,14 @@ import copy
 import math
 import os
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 from scipy import sparse
 import torch
 
+from musiclust.determinism import reproducible
 from musiclust.errors import DataError, ParameterError, TrainingCancelled, TrainingError
 from musiclust.models import BaseVAE, model_name
 
@@ -172,8 +172,10 @@ def fit(
     """Train ``model`` in place and return what happened.
 
     Without ``val_data`` there is no early stopping and the last epoch's weights are kept. The same
-    model initial weights, data and ``config`` (on the same machine and thread count) give bit-identical
-    weights. Raises :class:`TrainingCancelled` when ``should_stop()`` turns true (checked every batch) and
+    model initial weights, data and ``config`` give bit-identical weights in any process on the same kind
+    of CPU, whatever its core count or ``OMP_NUM_THREADS`` (:mod:`musiclust.determinism`; with
+    ``num_threads = 0`` the count, and so the bits, follow the machine). Raises
+    :class:`TrainingCancelled` when ``should_stop()`` turns true (checked every batch) and
     :class:`TrainingError` on a NaN/Inf or exploding loss or gradient; in both cases, and on any other
     error, the model is restored to its weights from before the call.
     """
@@ -185,8 +187,9 @@ def fit(
     if len(train_data.mel_segments) * config.segments_per_track_per_epoch < 2:
         raise ParameterError("need at least 2 training segments per epoch (batch norm needs 2 samples)")
     initial = copy.deepcopy(model.state_dict())
+    threads = config.num_threads or len(os.sched_getaffinity(0))
     try:
-        with _reproducible(config):
+        with reproducible(config.seed, threads):
             return _fit(model, name, train_data, val_data, config, progress, should_stop)
     except BaseException:
         model.load_state_dict(initial)
@@ -312,24 +315,3 @@ def _check_compatible(model: BaseVAE, name: str, data: SegmentData, role: str) -
             raise ParameterError(f"{name} is conditioned on the group label: the {role} data needs labels")
         if data.labels.min() < 0 or data.labels.max() >= n_labels:
             raise ParameterError(f"{name} takes labels in [0, {n_labels}); the {role} data has other values")
-
-
-@contextmanager
-def _reproducible(config: TrainConfig) -> Iterator[None]:
-    """Seed torch's CPU RNG, use deterministic kernels and fix the thread count for one run.
-
-    The global RNG state, determinism flags and thread count are restored afterwards, so training
-    does not change randomness or speed elsewhere in the process.
-    """
-    threads = torch.get_num_threads()
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.set_num_threads(config.num_threads or len(os.sched_getaffinity(0)))
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed)
-            yield
-    finally:
-        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
-        torch.set_num_threads(threads)

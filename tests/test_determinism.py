@@ -1,0 +1,100 @@
+"""The same seed gives the same bits: weights, embeddings, clusters, map and scores, whatever the thread
+settings of the process (``musiclust.determinism``).
+
+Two fresh processes, one with every thread pool at 1 and one at 2 (``OMP_NUM_THREADS``, MKL, OpenBLAS,
+numba), train the session's models again from the session's features with the session's settings and
+score the baselines; both, and the session's own checkpoints trained in this process, must agree bit for
+bit. Without the pinned threads they do not: on the 2-core development machine one and two torch threads
+gave the ConvVAE and the BasicVAE other weights after two epochs, and one and two OpenBLAS threads gave
+the PCA baseline another embedding (silhouette 0.208104208 vs 0.208104104).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from musiclust.serving import checkpoint as ckpt
+from musiclust.service import dataset_slug
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = ("conv_vae", "conv_vae_fusion", "mvae_poe", "beta_cvae")  # convolutions, PoE, the SVD join, labels
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def fingerprint(checkpoint: ckpt.Checkpoint) -> dict:
+    """What a trained model is, bit for bit: SHA-256 of every weight and fitted array, and its scores."""
+
+    def digest(value) -> str:
+        array = np.ascontiguousarray(value)
+        return hashlib.sha256(f"{array.dtype}{array.shape}".encode() + array.tobytes()).hexdigest()[:20]
+
+    meta = checkpoint.meta
+    return {
+        "weights": {k: digest(v) for k, v in sorted(checkpoint.weights.items())},
+        "arrays": {k: digest(v) for k, v in sorted(checkpoint.arrays.items())},
+        "metrics": meta["metrics"],
+        "reconstruction_mse_db": meta["reconstruction_mse_db"],
+        "history": [{k: v for k, v in row.items() if k != "seconds"} for row in meta["history"]],
+    }
+
+
+RETRAIN = textwrap.dedent(
+    r"""
+    import json, sys
+    from pathlib import Path
+    import torch
+    from musiclust.data.collection import load_folder
+    from musiclust.pipeline import Settings, train_models
+    from musiclust.serving import checkpoint as ckpt
+    from musiclust.store.table import featurize
+    from musiclust.analysis.baselines import BASELINES
+    from musiclust.analysis.evaluation import baseline_scores
+    from musiclust.pipeline import prepare
+    folder, cache, out, settings = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), json.loads(sys.argv[4])
+    table = featurize(load_folder(folder), cache_dir=cache, jobs=1)
+    names = settings.pop("models")
+    for name, bundle in train_models(table, names, Settings(**settings)).items():
+        ckpt.save(out, name, bundle.to_checkpoint())
+    prep = prepare(table, Settings(**settings))
+    (out / "baselines.json").write_text(json.dumps({name: baseline_scores(name, prep) for name in BASELINES}))
+    print(torch.get_num_threads())  # the process's own count, outside the pinned sections
+    """
+)
+
+
+def test_same_seed_same_bits_whatever_the_threads(trained_checkpoints, real_music_folder, feature_cache, tmp_path):
+    source = trained_checkpoints / dataset_slug(str(real_music_folder))
+    session = {name: fingerprint(ckpt.load(source, name, fallback=False)) for name in MODELS}
+    settings = dict(ckpt.load(source, "conv_vae", fallback=False).meta["settings"], models=list(MODELS))  # what the session used
+    runs = {}
+    for threads in (1, 2):
+        env = {**os.environ, "PYTHONPATH": str(REPO), **{v: str(threads) for v in THREAD_VARIABLES}}
+        runs[threads] = subprocess.Popen(
+            [sys.executable, "-c", RETRAIN, str(real_music_folder), str(feature_cache), str(tmp_path / str(threads)), json.dumps(settings)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+    for threads, proc in runs.items():
+        out, err = proc.communicate(timeout=900)  # a hang guard, not a speed limit
+        assert proc.returncode == 0, err[-3000:]
+        assert int(out.split()[-1]) == threads, "the two processes really ran with different thread counts"
+    for name in MODELS:
+        for threads in (1, 2):
+            got = fingerprint(ckpt.load(tmp_path / str(threads), name, fallback=False))
+            for part in ("weights", "arrays"):
+                assert got[part].keys() == session[name][part].keys()
+                differ = sorted(k for k in got[part] if got[part][k] != session[name][part][k])
+                assert not differ, f"{name} with {threads} thread(s): {part} {differ[:4]} differ from the session's run"
+            assert got["metrics"] == session[name]["metrics"], f"{name} with {threads} thread(s): other scores"
+            assert got["reconstruction_mse_db"] == session[name]["reconstruction_mse_db"]
+            assert got["history"] == session[name]["history"], f"{name} with {threads} thread(s): other training losses"
+    baselines = {threads: json.loads((tmp_path / str(threads) / "baselines.json").read_text()) for threads in (1, 2)}
+    assert baselines[1] == baselines[2], "the baselines' scores depend on the thread count"
