@@ -271,6 +271,7 @@ class KChoice:
     rule: str = ""
     higher_is_better: bool = True
     curve: tuple = ()
+    space: str = ""  # what the sweep clustered, e.g. "mfcc_statistics"
 
     @property
     def has_curve(self) -> bool:
@@ -297,7 +298,7 @@ def k_choice_of(record) -> Optional[KChoice]:
         return None
     criterion = sweep.get("criterion") if curve else None
     return KChoice(k, record["source"], criterion if isinstance(criterion, str) else None, str(sweep.get("rule") or ""),
-                   bool(sweep.get("higher_is_better", True)), tuple(sorted(curve)))
+                   bool(sweep.get("higher_is_better", True)), tuple(sorted(curve)), str(record.get("space") or ""))
 
 
 def score_kinds(table: MetricsTable) -> tuple[list[str], list[str]]:

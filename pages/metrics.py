@@ -31,6 +31,7 @@ if ctx.model:
     if choice is not None:
         st.subheader("How many clusters", anchor=False)
         st.markdown(f"**k = {choice.k}**, {K_SOURCE_TEXT[choice.source]}"
+                    + (f" on the tracks' {ui.md(choice.space.replace('_', ' '))}" if choice.space else "")
                     + (f" under the **{ui.md(choice.criterion.replace('_', ' '))}** criterion: {ui.md(choice.rule)}."
                        if choice.has_curve and choice.criterion else "."))
         if choice.has_curve:
