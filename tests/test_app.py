@@ -457,22 +457,17 @@ def test_retrain_outcome_names_what_trained_for_its_own_data_set_and_can_be_dism
 
 
 def test_metrics_page_shows_the_k_sweep_and_label_free_scores_without_groups(own_env):
-    from sklearn.cluster import KMeans
-    from sklearn.metrics import silhouette_score
-
+    from musiclust.analysis.ksweep import choose_k
     from musiclust.serving import checkpoint as ckpt
     from musiclust.service import Service, dataset_slug
 
     root, dataset, _ = own_env
     service = Service(dataset, root)
-    space = service.bundle("conv_vae").space
-    curve = [{"k": k, "score": float(silhouette_score(space, KMeans(k, n_init=3, random_state=0).fit_predict(space)))}
-             for k in range(2, 7)]
-    best = max(curve, key=lambda p: p["score"])["k"]
-    # the record the k sweep writes (musiclust.analysis.ksweep.KSweep.to_dict), merged into k_choice
-    sweep = {"k": best, "source": "sweep", "criterion": "silhouette", "rule": "the k with the highest mean silhouette",
-             "higher_is_better": True, "curve": curve}
-    edit_manifests(root / dataset_slug(dataset), k_choice=sweep)
+    sweep = choose_k(service.bundle("conv_vae").space, k_range=(2, 6), criterion="silhouette")
+    best = sweep.k_
+    # the record training writes for a collection without groups (musiclust.pipeline._choose_k)
+    edit_manifests(root / dataset_slug(dataset), k_choice={"k": best, "source": "sweep", "space": "conv_vae latent",
+                                                           "sweep": sweep.to_dict()})
     rows = [{"model": name, "seed": 0, "silhouette": 0.3, "calinski_harabasz": 10.0, "davies_bouldin": 1.0,
              "ari": float("nan"), "nmi": float("nan"), "purity": float("nan")} for name in ("random", "conv_vae")]
     ckpt.save_report(service.root, "evaluation", {"seeds": 1, "rows": rows})
