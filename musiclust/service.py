@@ -205,6 +205,11 @@ class Service:
         """Audio (float32, at the model's sample rate) rendered from a dB log-mel by Griffin-Lim (:func:`sonify`)."""
         return sonify(mel_db, self.bundle(name).feature_config, n_iter)
 
+    def k_choice(self, name: str) -> Optional[KChoice]:
+        """How model ``name``'s k was chosen (given, one per group, or a sweep with its curve), from its
+        manifest; ``None`` for a checkpoint that does not record it."""
+        return k_choice_of(self.bundle(name).meta.get("k_choice"))
+
 
 def _one_source(track_id: Optional[str], mel_db: Optional[np.ndarray]) -> None:
     if (track_id is None) == (mel_db is None):
@@ -248,3 +253,59 @@ def morph(bundle: ModelBundle, mel_a: np.ndarray, mel_b: np.ndarray, steps: int 
     za, zb = bundle.latent_of(mel_a), bundle.latent_of(mel_b)
     t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
     return bundle.decode_latents((1 - t) * za + t * zb, label_a)
+
+
+# --- how k was chosen, and which kinds of score a table holds ------------------------------------
+K_SOURCES = ("given", "groups", "sweep")
+
+
+@dataclass(frozen=True)
+class KChoice:
+    """A checkpoint's record of its k: ``source`` is ``given`` (``--k`` or the sidebar), ``groups`` (one
+    cluster per known group) or ``sweep`` (found from the data). A sweep's record adds the criterion, the
+    rule that read it and the curve, ``((k, score), ...)`` (``score`` NaN where undefined)."""
+
+    k: int
+    source: str
+    criterion: Optional[str] = None
+    rule: str = ""
+    higher_is_better: bool = True
+    curve: tuple = ()
+    space: str = ""  # what the sweep clustered, e.g. "mfcc_statistics"
+
+    @property
+    def has_curve(self) -> bool:
+        return len(self.curve) >= 2
+
+
+def k_choice_of(record) -> Optional[KChoice]:
+    """A manifest's ``k_choice`` as a :class:`KChoice`; ``None`` when absent or unreadable. The sweep's
+    record (:meth:`musiclust.analysis.ksweep.KSweep.to_dict`) is read either merged into ``k_choice`` or
+    under its ``sweep`` key."""
+    if not isinstance(record, dict) or record.get("source") not in K_SOURCES:
+        return None
+    sweep = record.get("sweep") if isinstance(record.get("sweep"), dict) else record
+    curve = []
+    for point in sweep.get("curve") or []:
+        try:
+            score = point.get("score")
+            curve.append((int(point["k"]), float("nan") if score is None else float(score)))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return None
+    try:
+        k = int(record["k"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    criterion = sweep.get("criterion") if curve else None
+    return KChoice(k, record["source"], criterion if isinstance(criterion, str) else None, str(sweep.get("rule") or ""),
+                   bool(sweep.get("higher_is_better", True)), tuple(sorted(curve)), str(record.get("space") or ""))
+
+
+def score_kinds(table: MetricsTable) -> tuple[list[str], list[str]]:
+    """The table's metrics split by kind: (label-free, label). Label-free scores (silhouette,
+    Calinski-Harabasz, Davies-Bouldin, stability) need only the embedding; label scores (ARI, NMI, purity)
+    are listed only when some row holds one, i.e. when the collection has groups."""
+    from musiclust.analysis.metrics import EXTERNAL
+
+    label = [m for m in table.metrics if m in EXTERNAL and table.summary[m].notna().any()]
+    return [m for m in table.metrics if m not in EXTERNAL], label

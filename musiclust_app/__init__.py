@@ -18,7 +18,7 @@ from musiclust_app.components import (  # noqa: F401
     MAX_UPLOAD_MB, UPLOAD_TYPES, cluster_card, play_audio, play_track, playlist_buttons, waiting_for_first_model,
 )
 from musiclust_app.figures import (  # noqa: F401
-    METRIC_LABELS, contingency_figure, contingency_height, mel_figure, metric_figure, morph_figure,
+    METRIC_LABELS, contingency_figure, contingency_height, k_sweep_figure, mel_figure, metric_figure, morph_figure,
     reconstruction_figure, training_curves_figure,
 )
 from musiclust_app.navigation import page_context, route, run  # noqa: F401

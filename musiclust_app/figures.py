@@ -1,5 +1,5 @@
 """The app's Plotly figures: spectrograms, reconstructions, a morph, a cluster's group mix, the metric bars,
-clusters against groups, training curves. The latent map is the core's
+clusters against groups, training curves, the k sweep. The latent map is the core's
 (:mod:`musiclust.serving.figures`, shared with the benchmark). Plotly only: the pages place the figures.
 """
 
@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from musiclust.config import FeatureConfig
-from musiclust.service import MetricsTable, ModelInfo, Morph, ReconstructionReport
+from musiclust.service import KChoice, MetricsTable, ModelInfo, Morph, ReconstructionReport
 from musiclust.serving.figures import colour_for
 
 MEL_COLOURSCALE = "Magma"
@@ -167,4 +167,26 @@ def training_curves_figure(model: ModelInfo, height: int) -> Optional[go.Figure]
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=10, b=10),
                       xaxis=dict(title="epoch", dtick=max(1, math.ceil(len(history) / 10))),
                       yaxis=dict(title="loss", type="log" if log_scale(history) else "linear"), legend=dict(font=dict(size=10)))
+    return fig
+
+
+def k_sweep_figure(choice: KChoice) -> go.Figure:
+    """The k sweep's curve (criterion score per k) with the chosen k marked: a red star on the curve and
+    a dashed line (at the k in use, which ``--k`` or the sidebar may have set off the sweep's pick)."""
+    ks = [k for k, _ in choice.curve]
+    scores = [None if math.isnan(v) else v for _, v in choice.curve]
+    label = METRIC_LABELS.get(choice.criterion or "", (choice.criterion or "score").replace("_", " "))
+    fig = go.Figure(go.Scatter(x=ks, y=scores, mode="lines+markers", name=label, line=dict(color=KIND_COLOUR["model"]),
+                               hovertemplate="k = %{x}: %{y:.3f}<extra></extra>"))
+    marked = dict(choice.curve).get(choice.k)
+    if marked is not None and not math.isnan(marked):
+        fig.add_trace(go.Scatter(x=[choice.k], y=[marked], mode="markers", name=f"chosen k = {choice.k}",
+                                 marker=dict(symbol="star", size=16, color=KIND_COLOUR["conditioned"]),
+                                 hovertemplate="chosen k = %{x}: %{y:.3f}<extra></extra>"))
+    fig.add_vline(x=choice.k, line=dict(color=KIND_COLOUR["conditioned"], dash="dash"),
+                  annotation_text=f"k = {choice.k}", annotation_position="top")
+    better = "higher" if choice.higher_is_better else "lower"
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), showlegend=False,
+                      xaxis=dict(title="k (clusters)", dtick=1 if len(ks) <= 15 else 2),
+                      yaxis=dict(title=f"{label} ({better} is better)"))
     return fig

@@ -17,6 +17,8 @@ from typing import Optional
 import numpy as np
 import streamlit as st
 
+from musiclust.data.known import LibraryChoice, known_libraries, last_library
+from musiclust.data.roots import check_spec
 from musiclust.errors import MusiclustError
 from musiclust.paths import DEFAULT_AUDIO_ROOT, REPO_ROOT, checkpoints_root, jobs_dir
 from musiclust.service import ModelInfo, Service, dataset_slug, model_catalogue
@@ -25,18 +27,44 @@ from musiclust.serving.jobs import RetrainJobs
 PIANO = "default:piano"
 
 
+def allowed(spec: str) -> bool:
+    """Whether the data set may be read: the default set, or a folder or CSV under the library roots."""
+    try:
+        check_spec(spec)
+    except MusiclustError:
+        return False
+    return True
+
+
+def remembered() -> Optional[LibraryChoice]:
+    """The library chosen last (in any session), if it is still under the library roots."""
+    choice = last_library()
+    return choice if choice is not None and allowed(choice.data) else None
+
+
 def initial_dataset() -> str:
-    """The data set shown first: ``MUSICLUST_DATA`` or the default set."""
-    return os.environ.get("MUSICLUST_DATA") or "default"
+    """The data set shown first: the one chosen last, else ``MUSICLUST_DATA``, else the default set."""
+    choice = remembered()
+    return choice.data if choice else os.environ.get("MUSICLUST_DATA") or "default"
 
 
 def dataset_options() -> list[str]:
-    """The data sets offered in the sidebar: the configured one (``MUSICLUST_DATA``), the default set and
-    its all-piano variant when rendered or trained (a folder or CSV is typed in)."""
-    options = [initial_dataset(), "default"]
+    """The data sets offered in the sidebar: the one shown first, every data set with trained models
+    (newest first), the configured one (``MUSICLUST_DATA``), the default set and its all-piano variant
+    when rendered or trained; each only if under the library roots (a folder or CSV is typed in)."""
+    options = [initial_dataset(), *(library.data for library in known_libraries(checkpoints_root()))]
+    options += [os.environ.get("MUSICLUST_DATA") or "default", "default"]
     if (DEFAULT_AUDIO_ROOT / "piano").is_dir() or (checkpoints_root() / dataset_slug(PIANO)).is_dir():
         options.append(PIANO)
-    return list(dict.fromkeys(options))
+    return [spec for spec in dict.fromkeys(options) if allowed(spec)]
+
+
+def models_count(spec: str) -> int:
+    """How many trained models a data set has (for its label in the list)."""
+    try:
+        return len(get_service(spec, str(checkpoints_root())).models())
+    except MusiclustError:
+        return 0
 
 
 # --- cached resources: one per server process ----------------------------------------------------

@@ -1,5 +1,14 @@
-"""What the browser tests share: how to find a clickable map point in a Plotly chart, and what the
-latent-map page shows for the clicked one."""
+"""What the browser tests share: a Streamlit server for the app, how to find a clickable map point in a
+Plotly chart, and what the latent-map page shows for the clicked one."""
+
+import contextlib
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
 
 # The most isolated point of the map, in page pixels, with its track id and title (from customdata):
 # pixels from the decoded arrays in gd._fullData and the axes' l2p, avoiding the top toolbar strip.
@@ -36,3 +45,39 @@ SELECTED_JS = """() => {
     const src = audio && (audio.getAttribute("src") || (audio.querySelector("audio") || {}).src);
     return line ? {line: line.innerText, src: src || null} : null;
 }"""
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def streamlit_server(env: dict, logs: Path, port: int, start_guard_s: float):
+    """``streamlit run app.py`` headless on ``port`` with ``env``, its output in ``logs/streamlit.log``;
+    yields the URL once healthy (``start_guard_s``: a hang guard, not a speed verdict) and always
+    terminates the server."""
+    with open(logs / "streamlit.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
+             "--server.address", "127.0.0.1"],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + start_guard_s
+        while not healthy(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit did not start:\n{(logs / 'streamlit.log').read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)

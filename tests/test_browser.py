@@ -12,14 +12,11 @@ import hashlib
 import html
 import os
 import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from browser_support import POINT_JS, SELECTED_JS
+from browser_support import POINT_JS, SELECTED_JS, streamlit_server
 
 pytestmark = pytest.mark.browser
 
@@ -47,37 +44,11 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(trained_checkpoints, real_music_folder, tmp_path_factory):
     """``streamlit run app.py`` on the tiny trained models; always terminated at teardown."""
-    port = free_port()
     logs = tmp_path_factory.mktemp("server")
     env = {**os.environ, "MUSICLUST_CHECKPOINTS": str(trained_checkpoints), "MUSICLUST_DATA": str(real_music_folder),
            "MUSICLUST_JOBS": str(logs / "jobs")}
-    with open(logs / "streamlit.log", "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
-             "--server.address", "127.0.0.1"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + HANG_MS / 1000
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not start:\n{(logs / 'streamlit.log').read_text()[-3000:]}")
-            time.sleep(0.3)
+    with streamlit_server(env, logs, free_port(), HANG_MS / 1000) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 @pytest.fixture(scope="module")
