@@ -577,4 +577,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 if __name__ == "__main__":
+    # As a script (python bench/run.py) Python puts bench/ first on sys.path, not the repository: put the
+    # repository there, as `python -m musiclust bench` has it, so musiclust and bench import on a clean clone.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     sys.exit(main())

@@ -150,13 +150,15 @@ def test_upload_shows_cluster_and_neighbours(app_env, real_clip_paths, monkeypat
     assert not texts(at, "error")
     assert any("lands in cluster" in s for s in texts(at, "success"))
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Cluster"].isdigit()
+    from musiclust.service import Service
+
+    root, dataset = app_env
+    expected = Service(dataset, root).analyse(at.session_state["model_choice"], real_clip_paths[0]).placement
+    assert metrics["Cluster"] == str(expected.cluster), "the page shows the service's answer for the same file"
     assert any("Five nearest tracks" in h for h in texts(at, "subheader"))
     assert len(at.get("audio")) >= 5 + 1, "five neighbours playable (plus the typical track / the upload)"
     assert at.session_state["last_upload"]["name"] == real_clip_paths[0].name
     print(f"upload answered in {elapsed:.2f} s (AppTest run, model already loaded)")
-
-    from musiclust.service import Service
 
     monkeypatch.setattr(Service, "analyse", lambda *a, **k: (_ for _ in ()).throw(AssertionError("analysed again")))
     at.run()  # a rerun answers from the session cache, without analysing the file again

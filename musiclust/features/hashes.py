@@ -31,7 +31,6 @@ import json
 import os
 import re
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -126,17 +125,6 @@ class HashIndex:
             return False
         self._learned.setdefault(self._bucket(stamp.file.path), {})[stamp.file.path] = stamp.record(digest)
         return True
-
-    def digest(self, path: Path, hash_file=content_hash) -> str:
-        """``path``'s digest: remembered, or computed with ``hash_file`` (and remembered if not racy)."""
-        stamp = HashStamp.of(path)
-        known = self.lookup(stamp)
-        if known is not None:
-            return known
-        started = time.time_ns()
-        digest = hash_file(Path(stamp.file.path))
-        self.remember(stamp, digest, started)
-        return digest
 
     @property
     def unsaved(self) -> int:
