@@ -15,12 +15,12 @@ from dataclasses import replace  # noqa: F401  (a feature config with another ho
 from musiclust.serving.figures import MAP_MAX_POINTS, display_mel, map_figure, map_note, marker_size  # noqa: F401
 from musiclust_app.caches import collection_mel, draw_upload_map, morph, reconstruction_report, sonified, tracks_of  # noqa: F401
 from musiclust_app.components import (  # noqa: F401
-    MAX_UPLOAD_MB, UPLOAD_TYPES, cluster_card, play_audio, play_track, playlist_buttons, waiting_for_first_model,
+    EXCERPT_HELP, MAX_UPLOAD_MB, UPLOAD_TYPES, cluster_card, play_audio, play_track, playlist_buttons, waiting_for_first_model,
 )
 from musiclust_app.figures import (  # noqa: F401
     METRIC_LABELS, contingency_figure, contingency_height, k_sweep_figure, mel_figure, metric_figure, morph_figure,
     reconstruction_figure, training_curves_figure,
 )
-from musiclust_app.navigation import page_context, route, run  # noqa: F401
+from musiclust_app.navigation import page_context, page_model, route, run  # noqa: F401
 from musiclust_app.sidebar import load_model, require_model, require_trained  # noqa: F401
 from musiclust_app.text import TRAIN_COMMAND, dataset_label, describe_label, file_digest, md, track_line  # noqa: F401

@@ -18,6 +18,8 @@ from musiclust_app.text import csv_playlist, first_run_text, m3u_playlist, md, o
 
 UPLOAD_TYPES = ["wav", "flac", "ogg", "mp3"]
 MAX_UPLOAD_MB = 50  # as server.maxUploadSize in .streamlit/config.toml and the service's limit
+# What the models hear of a long upload (the feature config new models are trained with).
+EXCERPT_HELP = FeatureConfig().excerpt_description
 AUDIO_MIME = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".mp3": "audio/mpeg"}
 
 

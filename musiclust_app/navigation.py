@@ -64,3 +64,14 @@ def page_context() -> Context:
         run(route())
         st.stop()
     return context()
+
+
+def page_model(ctx: Context):
+    """The model a model page shows, or stop the page: while the first run has not saved a model yet (its
+    progress panel above says so), or when there is none (:func:`sidebar.require_model` says why)."""
+    if components.waiting_for_first_model(ctx):
+        st.stop()
+    model = sidebar.require_model(ctx)
+    if model is None:
+        st.stop()
+    return model

@@ -12,11 +12,7 @@ st.caption(
     "to the model. Click a point to play it; draw a box or lasso (toolbar, top right) to list several."
 )
 
-if ui.waiting_for_first_model(ctx):  # the first run's progress panel above says why
-    st.stop()
-model = ui.require_model(ctx)
-if model is None:
-    st.stop()
+model = ui.page_model(ctx)
 
 frame = ui.tracks_of(ctx)
 clusters = sorted(int(c) for c in frame["cluster"].unique())

@@ -16,11 +16,7 @@ st.caption(
     "original goes through the same rendering, so you compare like with like."
 )
 
-if ui.waiting_for_first_model(ctx):  # the first run's progress panel above says why
-    st.stop()
-model = ui.require_model(ctx)
-if model is None:
-    st.stop()
+model = ui.page_model(ctx)
 frame = ui.tracks_of(ctx)
 config = model.feature_config
 last = st.session_state.get("last_upload")

@@ -28,7 +28,7 @@ left, right = st.columns([3, 2])
 with left:
     upload = st.file_uploader(
         "Audio file (WAV, FLAC, OGG or MP3)", type=ui.UPLOAD_TYPES, max_upload_size=ui.MAX_UPLOAD_MB, key="upload",
-        help="The middle 30 s of a longer file are used.",
+        help=ui.EXCERPT_HELP,
     )
 with right:
     lyrics = st.text_area(

@@ -28,6 +28,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load as load_numpy_bytes, save_file as save_numpy
 
 from musiclust.store.durable import fsync_dir
+from musiclust.features.hashes import content_hash
 from musiclust.errors import CheckpointError, ParameterError
 
 FORMAT_VERSION = 1
@@ -94,7 +95,7 @@ def save(root: Path, name: str, checkpoint: Checkpoint) -> Path:
             meta["versions"] = library_versions()
         _write_file(staging / WEIGHTS, lambda p: save_numpy(_contiguous(checkpoint.weights), str(p)))
         _write_file(staging / ARRAYS, lambda p: save_numpy(_contiguous(checkpoint.arrays), str(p)))
-        meta["files"] = {part: _sha256(staging / part) for part in (WEIGHTS, ARRAYS)}  # checked on load
+        meta["files"] = {part: content_hash(staging / part) for part in (WEIGHTS, ARRAYS)}  # checked on load
         _write_file(staging / MANIFEST, lambda p: p.write_text(json.dumps(meta, indent=1, default=_json_default)))
         fsync_dir(staging)
         os.rename(staging, version)
@@ -151,14 +152,6 @@ def _abandoned(staging: Path) -> bool:
         return time.time() - staging.stat().st_mtime > STALE_STAGING_SECONDS
     except FileNotFoundError:
         return False
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_version(folder: Path) -> Checkpoint:
