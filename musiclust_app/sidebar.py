@@ -24,6 +24,7 @@ from musiclust.serving.jobs import CANCELLED, FAILED, RUNNING, SUCCEEDED, JobSta
 from musiclust_app.state import (
     Context, context, dataset_options, initial_dataset, jobs, models_count, preferred_model, remembered,
 )
+from musiclust_app.components import first_run_plan
 from musiclust_app.text import TRAIN_COMMAND, arg_value, dataset_label, format_seconds, md, outcome_reason, progress_text
 
 OTHER = "__other__"
@@ -109,7 +110,10 @@ def remember(dataset: str, groups: str = "auto", column: Optional[str] = None) -
 
 def choose_model(ctx: Context) -> None:
     if not ctx.models:
-        st.warning(f"No trained model for this data set yet: run `{TRAIN_COMMAND}` or retrain below.")
+        if first_run_plan(ctx) is not None:
+            st.info("The default set's models are being built (progress on the page); each is offered here as it lands.")
+        else:
+            st.warning(f"No trained model for this data set yet: run `{TRAIN_COMMAND}` or retrain below.")
         return
     if st.session_state.get("model_choice") not in ctx.models:
         st.session_state.pop("model_choice", None)

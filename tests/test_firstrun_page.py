@@ -65,6 +65,7 @@ def test_page_shows_the_build_then_the_models(tiny_default, monkeypatch):
     assert status.state == SUCCEEDED, f"{status.message}\n{jobs.log_path.read_text()[-3000:]}"
     assert plan("natural", tiny_default["checkpoints"]).done
 
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=APP_TIMEOUT_S)  # a visitor after the build
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert "Setting up the default set" not in texts(at)
