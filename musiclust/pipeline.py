@@ -24,6 +24,7 @@ from musiclust.determinism import reproducible
 from musiclust.errors import DataError, ParameterError
 from musiclust.features.tfidf import LyricsTfidf
 from musiclust.analysis.metrics import score_partition
+from musiclust.analysis.reconstruction import mean_reconstruction_mse_db
 from musiclust.models import build_model
 from musiclust.models import registry
 from musiclust.models.hybrid import HybridFusion, check_missing_lyrics
@@ -279,14 +280,17 @@ def _finish(spec: ModelSpec, model, prep: Prepared, fusion: Optional[HybridFusio
 
 
 def reconstruction_error(bundle: ModelBundle, prep: Prepared) -> float:
-    """Mean squared error in dB² of the mel reconstruction over the held-out tracks."""
-    errors = []
-    for i in prep.val_rows:
-        mel = prep.table.mels[i]
-        label = int(prep.label_idx[i]) if prep.label_idx[i] >= 0 else None
-        recon = bundle.reconstruct(mel, label)
-        errors.append(float(np.mean((recon - mel[:, : recon.shape[1]]) ** 2)) if recon.shape[1] <= mel.shape[1] else np.nan)
-    return float(np.nanmean(errors)) if errors else float("nan")
+    """Mean squared error in dB² of the mel reconstruction over the held-out tracks.
+
+    Scored by :func:`~musiclust.analysis.reconstruction.reconstruction_mse_db`, as PCA's reference is
+    (:func:`~musiclust.analysis.baselines.pca_reconstruction_mse_db`), so the two compare directly."""
+
+    def pairs():
+        for i in prep.val_rows:
+            mel = prep.table.mels[i]
+            yield mel, bundle.reconstruct(mel, int(prep.label_idx[i]) if prep.label_idx[i] >= 0 else None)
+
+    return mean_reconstruction_mse_db(pairs())
 
 
 def cluster_cards(bundle: ModelBundle, prep: Prepared) -> list[dict]:

@@ -6,11 +6,12 @@ then run exactly as for the models (see :mod:`musiclust.analysis.evaluation`).
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 from sklearn.decomposition import PCA
 
+from musiclust.analysis.reconstruction import mean_reconstruction_mse_db
 from musiclust.determinism import reproducible
 from musiclust.store.table import MelNormalizer, TrackTable, track_segments
 
@@ -22,23 +23,76 @@ def random_labels(n: int, k: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, k, size=n)
 
 
-@reproducible()  # randomized PCA's BLAS pinned: one and two OpenBLAS threads gave other embeddings
+class SegmentPCA:
+    """PCA of the flattened, standardised segments the BasicVAE sees (sklearn's randomized solver).
+
+    It is both a clustering baseline (a track is the mean of its segments' projections) and the
+    reconstruction reference: a VAE whose latent has ``n_components`` dimensions should reconstruct the
+    held-out tracks at least as well as this linear code of the same size.
+    """
+
+    def __init__(self, n_components: int, seed: int = 0):
+        self.n_components = n_components
+        self.seed = seed
+
+    @reproducible()  # randomized PCA's BLAS pinned: one and two OpenBLAS threads gave other embeddings
+    def fit(self, segments: Sequence[np.ndarray]) -> "SegmentPCA":
+        """Fit on the training tracks' ``(S_i, n_mels, frames)`` standardised segments."""
+        fit_on = np.concatenate([s.reshape(len(s), -1) for s in segments])  # (S, n_mels * frames), a copy PCA may centre in place
+        dim = min(self.n_components, *fit_on.shape)
+        self.pca_ = PCA(n_components=dim, svd_solver="randomized", random_state=self.seed, copy=False).fit(fit_on)
+        return self
+
+    def transform(self, segs: np.ndarray) -> np.ndarray:
+        """``(S, n_mels, frames)`` -> ``(S, n_components)`` projections."""
+        return self.pca_.transform(segs.reshape(len(segs), -1))
+
+    def reconstruct(self, segs: np.ndarray) -> np.ndarray:
+        """``(S, n_mels, frames)`` -> its projection back in segment space, still standardised."""
+        return self.pca_.inverse_transform(self.transform(segs)).reshape(segs.shape).astype(np.float32)
+
+
+@reproducible()
 def pca_embedding(
-    table: TrackTable, normalizer: MelNormalizer, train_rows: np.ndarray, dim: int, seed: int, segments: Optional[list] = None
+    table: TrackTable,
+    normalizer: MelNormalizer,
+    train_rows: np.ndarray,
+    dim: int,
+    seed: int,
+    segments: Optional[list] = None,
+    pca: Optional[SegmentPCA] = None,
 ) -> np.ndarray:
     """PCA (``dim`` components, the VAEs' latent size) of the same flattened, standardised segments the
     BasicVAE sees, fitted on the training tracks; a track is the mean of its segments' projections.
 
     ``segments`` are those segments when the caller has them already (``Prepared.segments``): rebuilding
-    them, plus PCA's own centred copy, added ~700 MB to a retrain's peak memory for the default set."""
-    frames = table.config.segment_frames
-    if segments is None:
-        segments = [track_segments(m, normalizer, frames) for m in table.mels]
-    per_track = [s.reshape(-1, table.config.n_mels * frames) for s in segments]
-    fit_on = np.concatenate([per_track[i] for i in train_rows])  # (S, n_mels * frames), a copy PCA may centre in place
-    pca = PCA(n_components=min(dim, *fit_on.shape), svd_solver="randomized", random_state=seed, copy=False).fit(fit_on)
-    del fit_on
-    return np.stack([pca.transform(s).mean(axis=0) for s in per_track]).astype(np.float32)  # (N, dim)
+    them, plus PCA's own centred copy, added ~700 MB to a retrain's peak memory for the default set.
+    ``pca`` is a :class:`SegmentPCA` already fitted that way (it is then reused, not refitted)."""
+    segments = _segments(table, normalizer, segments)
+    if pca is None:
+        pca = SegmentPCA(dim, seed).fit([segments[i] for i in train_rows])
+    return np.stack([pca.transform(s).mean(axis=0) for s in segments]).astype(np.float32)  # (N, dim)
+
+
+def pca_reconstruction_mse_db(
+    pca: SegmentPCA, table: TrackTable, normalizer: MelNormalizer, rows: np.ndarray, segments: Optional[list] = None
+) -> float:
+    """PCA's reconstruction error (dB²) over ``rows`` (the held-out tracks), scored exactly as the models'
+    (:func:`musiclust.pipeline.reconstruction_error`): whole segments, de-standardised, mean over tracks."""
+    segments = _segments(table, normalizer, segments)
+
+    def pairs():
+        for i in rows:
+            recon = pca.reconstruct(segments[i])  # (S, n_mels, frames) standardised
+            yield table.mels[i], normalizer.invert(np.concatenate(list(recon), axis=1))
+
+    return mean_reconstruction_mse_db(pairs())
+
+
+def _segments(table: TrackTable, normalizer: MelNormalizer, segments: Optional[list]) -> list:
+    if segments is not None:
+        return segments
+    return [track_segments(m, normalizer, table.config.segment_frames) for m in table.mels]
 
 
 def mfcc_embedding(table: TrackTable) -> np.ndarray:

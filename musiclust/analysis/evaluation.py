@@ -13,7 +13,7 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
-from musiclust.analysis.baselines import BASELINES, mfcc_embedding, pca_embedding, random_labels
+from musiclust.analysis.baselines import BASELINES, SegmentPCA, mfcc_embedding, pca_embedding, pca_reconstruction_mse_db, random_labels
 from musiclust.analysis.clustering import Standardizer, cluster
 from musiclust.store.table import TrackTable
 from musiclust.errors import DataError, ParameterError
@@ -56,8 +56,11 @@ def baseline_scores(name: str, prep: Prepared) -> dict:
         space = Standardizer.fit(mfcc_embedding(table))(mfcc_embedding(table))
         labels = random_labels(len(table), prep.k, s.seed)
         return score_partition(space, labels, table.groups, method="random", seed=s.seed)
-    if name == "pca_kmeans":
-        raw = pca_embedding(table, prep.normalizer, prep.train_rows, s.latent_dim, s.seed, segments=prep.segments)
+    extra = {}
+    if name == "pca_kmeans":  # also the reconstruction reference for the VAEs: same segments, same scoring
+        pca = SegmentPCA(s.latent_dim, s.seed).fit([prep.segments[i] for i in prep.train_rows])
+        raw = pca_embedding(table, prep.normalizer, prep.train_rows, s.latent_dim, s.seed, segments=prep.segments, pca=pca)
+        extra["reconstruction_mse_db"] = pca_reconstruction_mse_db(pca, table, prep.normalizer, prep.val_rows, prep.segments)
     elif name == "mfcc_kmeans":
         raw = mfcc_embedding(table)
     elif name == "tfidf_kmeans":
@@ -72,7 +75,7 @@ def baseline_scores(name: str, prep: Prepared) -> dict:
         raise ParameterError(f"unknown baseline {name!r}")
     space = Standardizer.fit(raw)(raw)
     labels, _ = cluster(space, prep.k, s.cluster_method, s.seed)
-    return score_partition(space, labels, table.groups, method=s.cluster_method, seed=s.seed)
+    return {**score_partition(space, labels, table.groups, method=s.cluster_method, seed=s.seed), **extra}
 
 
 def evaluate(

@@ -1,0 +1,83 @@
+"""Reconstruction error: one yardstick for the VAEs and for PCA, and the VAEs beat PCA of their latent size."""
+
+import json
+
+import numpy as np
+import pytest
+
+from musiclust.analysis.baselines import SegmentPCA, pca_embedding, pca_reconstruction_mse_db
+from musiclust.analysis.reconstruction import mean_reconstruction_mse_db, reconstruction_mse_db
+from musiclust.errors import ParameterError
+from musiclust.features.mel import segments
+
+
+def test_mse_is_in_db_squared_over_the_segments_the_model_saw():
+    rng = np.random.default_rng(0)
+    original = rng.normal(-40, 10, (16, 50)).astype(np.float32)
+    recon = original[:, :48] + 3.0  # two 24-frame segments, 3 dB too loud; frames 48-49 never modelled
+    assert reconstruction_mse_db(original, recon) == pytest.approx(9.0)
+    # a track shorter than one segment is tiled to fill it: the error is against that same tiling
+    short = original[:, :10]
+    tiled = segments(short, 24)[0]  # (16, 24)
+    assert reconstruction_mse_db(short, tiled) == pytest.approx(0.0, abs=1e-12)
+    assert reconstruction_mse_db(short, tiled - 2.0) == pytest.approx(4.0)
+    # tracks weigh the same however long they are
+    pairs = [(original, original[:, :48] + 1.0), (short, tiled + 3.0)]
+    assert mean_reconstruction_mse_db(iter(pairs)) == pytest.approx(5.0)
+    assert np.isnan(mean_reconstruction_mse_db([]))
+
+
+@pytest.mark.parametrize(
+    "original, recon",
+    [
+        (np.zeros((16, 50)), np.zeros((8, 48))),  # other mel bands
+        (np.zeros((16, 50)), np.zeros(48)),
+        (np.zeros((16, 0)), np.zeros((16, 24))),
+        (np.zeros((16, 50)), np.zeros((16, 0))),
+    ],
+)
+def test_mismatched_reconstructions_are_refused(original, recon):
+    with pytest.raises(ParameterError, match="reconstruction must be"):
+        reconstruction_mse_db(original, recon)
+
+
+@pytest.fixture(scope="module")
+def prepared(real_table):
+    from musiclust.pipeline import Settings, prepare
+
+    return prepare(real_table, Settings(latent_dim=8, seed=0))
+
+
+def test_pca_reference_reconstructs_better_with_more_components(prepared):
+    table, train, val = prepared.table, prepared.train_rows, prepared.val_rows
+    train_segments = [prepared.segments[i] for i in train]
+    errors = {}
+    for dim in (2, 8, sum(len(s) for s in train_segments)):
+        pca = SegmentPCA(dim, seed=0).fit(train_segments)
+        errors[dim] = {
+            part: pca_reconstruction_mse_db(pca, table, prepared.normalizer, rows, prepared.segments)
+            for part, rows in (("train", train), ("val", val))
+        }
+    full = max(errors)
+    # As many components as training segments reproduce the training tracks (up to float32 rounding) ...
+    assert errors[full]["train"] < 1e-3
+    # ... and more components reconstruct unseen tracks better, from a clearly nonzero error
+    assert errors[2]["val"] > errors[8]["val"] > errors[full]["val"] > 1.0
+    # the segments argument is only a shortcut: rebuilt from the table they give the same error
+    pca = SegmentPCA(8, seed=0).fit(train_segments)
+    assert pca_reconstruction_mse_db(pca, table, prepared.normalizer, val) == pytest.approx(errors[8]["val"], rel=1e-6)
+    embedding = pca_embedding(table, prepared.normalizer, train, 8, 0, segments=prepared.segments, pca=pca)
+    assert embedding.shape == (len(table), 8)
+    assert np.allclose(embedding, pca_embedding(table, prepared.normalizer, train, 8, 0), atol=1e-4)
+
+
+def test_evaluate_json_carries_pca_reconstruction_error(real_table, prepared):
+    from musiclust.analysis.evaluation import evaluate, to_records
+    from musiclust.pipeline import Settings
+
+    summary, rows = evaluate(real_table, ["pca_kmeans", "mfcc_kmeans"], Settings(latent_dim=8, seed=0), seeds=1)
+    records = {r["model"]: r for r in json.loads(json.dumps(to_records(summary)))}
+    pca = SegmentPCA(8, seed=0).fit([prepared.segments[i] for i in prepared.train_rows])
+    expected = pca_reconstruction_mse_db(pca, real_table, prepared.normalizer, prepared.val_rows, prepared.segments)
+    assert records["pca_kmeans"]["reconstruction_mse_db"] == pytest.approx(expected, rel=1e-6)
+    assert records["mfcc_kmeans"].get("reconstruction_mse_db") is None  # MFCC statistics reconstruct nothing
