@@ -25,7 +25,9 @@ from musiclust.features.tfidf import LyricsTfidf
 from musiclust.analysis.metrics import score_partition
 from musiclust.models import build_model
 from musiclust.models.hybrid import HybridFusion, check_missing_lyrics
+from musiclust.models.registry import SPECS
 from musiclust.models.training import SegmentData, TrainConfig, fit
+from musiclust.pretrained.store import attach_pretrained
 
 # Row name -> network architecture. conv_vae_fusion reuses the trained ConvVAE and joins lyrics after.
 ARCHITECTURE = {
@@ -34,6 +36,7 @@ ARCHITECTURE = {
     "conv_vae_fusion": "conv_vae",
     "mvae_poe": "mvae_poe",
     "beta_cvae": "beta_cvae",
+    "musicnn_vae": "musicnn_vae",
 }
 MODEL_NAMES = tuple(ARCHITECTURE)
 USES_LYRICS = {"conv_vae_fusion", "mvae_poe"}
@@ -83,6 +86,7 @@ class Prepared:
     has_lyrics: np.ndarray  # (N,) bool
     label_idx: np.ndarray  # (N,) int64, -1 unknown
     k: int
+    pretrained: Optional[list] = None  # per track (S_i, 250) MusiCNN vectors: musiclust.pretrained.store.attach_pretrained
 
     def data(self, rows: np.ndarray, with_labels: bool = False) -> SegmentData:
         labels = self.label_idx[rows] if with_labels else None
@@ -91,6 +95,7 @@ class Prepared:
             lyrics=self.lyrics[rows] if self.lyrics.shape[1] else None,
             has_lyrics=self.has_lyrics[rows],
             labels=labels,
+            pretrained=None if self.pretrained is None else [self.pretrained[i] for i in rows],
         )
 
 
@@ -150,6 +155,8 @@ def train_model(
         model, history = reuse.model, reuse.meta.get("history", [])
         fit_meta = {k: reuse.meta.get(k) for k in ("best_epoch", "stopped_early", "train_seconds")}
     else:
+        if SPECS[name].needs_pretrained:
+            attach_pretrained(prep)
         model = build_model(arch, model_config(name, prep), seed=s.seed)
         conditioned = arch == "beta_cvae"
         train_cfg = TrainConfig(batch_size=s.batch_size, seed=s.seed, **({} if s.epochs is None else {"epochs": s.epochs}))
@@ -237,7 +244,7 @@ def _finish(name: str, model, prep: Prepared, fusion: Optional[HybridFusion]) ->
     """Embed the collection, cluster it, map it, score it, and describe its clusters."""
     table, s = prep.table, prep.settings
     bundle = _bundle_for(model, name, prep, fusion)
-    raw = bundle.raw_embedding(table.mels, table.lyrics)  # (N, D)
+    raw = bundle.raw_embedding(table.mels, table.lyrics, prep.pretrained)  # (N, D)
     # Latents are only centred, not z-scored per dimension: the KL term already puts active dimensions
     # on a unit scale, and z-scoring would blow collapsed (near-constant) dimensions up into noise.
     # Models clustered by direction are not centred either: their means shrink towards the prior's 0,
@@ -275,7 +282,7 @@ def reconstruction_error(bundle: ModelBundle, prep: Prepared) -> float:
     for i in prep.val_rows:
         mel = prep.table.mels[i]
         label = int(prep.label_idx[i]) if prep.label_idx[i] >= 0 else None
-        recon = bundle.reconstruct(mel, label)
+        recon = bundle.reconstruct(mel, label, None if prep.pretrained is None else prep.pretrained[i])
         errors.append(float(np.mean((recon - mel[:, : recon.shape[1]]) ** 2)) if recon.shape[1] <= mel.shape[1] else np.nan)
     return float(np.nanmean(errors)) if errors else float("nan")
 

@@ -6,14 +6,14 @@ then run exactly as for the models (see :mod:`musiclust.analysis.evaluation`).
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 from sklearn.decomposition import PCA
 
 from musiclust.store.table import MelNormalizer, TrackTable, track_segments
 
-BASELINES = ("random", "pca_kmeans", "mfcc_kmeans", "tfidf_kmeans")
+BASELINES = ("random", "pca_kmeans", "mfcc_kmeans", "tfidf_kmeans", "musicnn_kmeans")
 
 
 def random_labels(n: int, k: int, seed: int) -> np.ndarray:
@@ -42,3 +42,10 @@ def pca_embedding(
 def mfcc_embedding(table: TrackTable) -> np.ndarray:
     """Mean and std of MFCCs and deltas per track: the classic timbre summary."""
     return table.mfcc_stats
+
+
+def musicnn_track_embedding(pretrained: Sequence[np.ndarray]) -> np.ndarray:
+    """The pretrained row a user could pick instead of a learned model: per track the mean of its
+    segments' MusiCNN penultimate layer (the first 200 columns of the ``(S_i, 250)`` vectors of
+    :mod:`musiclust.pretrained.store`), ``(N, 200)``. Clustered z-scored like the other baselines."""
+    return np.stack([np.asarray(p)[:, :200].mean(axis=0) for p in pretrained]).astype(np.float32)

@@ -13,12 +13,13 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
-from musiclust.analysis.baselines import BASELINES, mfcc_embedding, pca_embedding, random_labels
+from musiclust.analysis.baselines import BASELINES, mfcc_embedding, musicnn_track_embedding, pca_embedding, random_labels
 from musiclust.analysis.clustering import Standardizer, cluster
 from musiclust.store.table import TrackTable
 from musiclust.errors import DataError, ParameterError
 from musiclust.analysis.metrics import score_partition, summarize
 from musiclust.pipeline import MODEL_NAMES, Prepared, Settings, prepare, train_model
+from musiclust.pretrained.store import attach_pretrained
 
 ALL_NAMES = BASELINES + MODEL_NAMES
 CONDITIONED = {"beta_cvae"}
@@ -35,6 +36,8 @@ def baseline_scores(name: str, prep: Prepared) -> dict:
         raw = pca_embedding(table, prep.normalizer, prep.train_rows, s.latent_dim, s.seed, segments=prep.segments)
     elif name == "mfcc_kmeans":
         raw = mfcc_embedding(table)
+    elif name == "musicnn_kmeans":
+        raw = musicnn_track_embedding(attach_pretrained(prep))
     elif name == "tfidf_kmeans":
         rows = np.flatnonzero(prep.has_lyrics)
         groups = [table.groups[i] for i in rows]

@@ -24,6 +24,7 @@ import numpy as np
 from musiclust.features.audio import AudioSource, load_audio
 from musiclust.config import FeatureConfig
 from musiclust.errors import AudioError, MusiclustError, ParameterError
+from musiclust.store.durable import save_npz_atomic
 
 ProgressFn = Callable[[int, int], None]
 
@@ -217,17 +218,7 @@ class FeatureStore:
         return TrackFeatures(mel, stats, duration)
 
     def _write(self, entry: Path, features: TrackFeatures) -> None:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=entry.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, mel_db=features.mel_db, mfcc_stats=features.mfcc_stats, duration=features.duration)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, entry)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        save_npz_atomic(entry, mel_db=features.mel_db, mfcc_stats=features.mfcc_stats, duration=features.duration)
 
     def get(self, path: Path) -> tuple[TrackFeatures, bool]:
         """Features of ``path`` and whether they came from the cache."""

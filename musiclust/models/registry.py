@@ -20,6 +20,7 @@ from musiclust.models.basic_vae import BasicVAE
 from musiclust.models.beta_cvae import BetaCVAE
 from musiclust.models.conv_vae import ConvVAE
 from musiclust.models.mvae_poe import MVAEPoE
+from musiclust.models.musicnn_vae import MusiCNNVAE
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class ModelSpec:
     needs_labels: bool = False  # cannot train unless every track has a group
     joins_lyrics: bool = False  # the hybrid join (musiclust.models.hybrid) follows the network
     reuses: Optional[str] = None
+    needs_pretrained: bool = False  # reads MusiCNN vectors per segment: extracted (cached) before training
 
     @property
     def conditioned_on_label(self) -> bool:
@@ -86,12 +88,17 @@ SPECS: dict[str, ModelSpec] = {
             "beta_cvae", BetaCVAE, "β-VAE whose decoder is conditioned on the group label", 3,
             lambda i: {**_shape(i), "n_labels": i.n_labels, "beta": i.beta}, needs_labels=True,
         ),
+        ModelSpec(
+            "musicnn_vae", MusiCNNVAE,
+            "VAE over the pretrained MusiCNN tagger's view of each segment (frozen front end), with a mel decoder", 5,
+            _shape, needs_pretrained=True,
+        ),
     )
 }
 MODEL_NAMES: tuple[str, ...] = tuple(SPECS)  # training order: a model that reuses another comes after it
 DISPLAY_ORDER: tuple[str, ...] = tuple(sorted(SPECS, key=lambda n: SPECS[n].display_order))
 # network name -> class, what checkpoints record as "architecture"
-NETWORKS: dict[str, type[BaseVAE]] = {"basic_vae": BasicVAE, "conv_vae": ConvVAE, "mvae_poe": MVAEPoE, "beta_cvae": BetaCVAE}
+NETWORKS: dict[str, type[BaseVAE]] = {"basic_vae": BasicVAE, "conv_vae": ConvVAE, "mvae_poe": MVAEPoE, "beta_cvae": BetaCVAE, "musicnn_vae": MusiCNNVAE}
 NETWORKS_BY_CLASS: dict[type[BaseVAE], str] = {cls: name for name, cls in NETWORKS.items()}
 
 
