@@ -13,7 +13,7 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
-from musiclust.analysis.baselines import BASELINES, mfcc_embedding, musicnn_track_embedding, pca_embedding, random_labels
+from musiclust.analysis.baselines import BASELINES, mfcc_embedding, musicnn_space, pca_embedding, random_labels
 from musiclust.analysis.clustering import Standardizer, cluster
 from musiclust.store.table import TrackTable
 from musiclust.errors import DataError, ParameterError
@@ -36,8 +36,10 @@ def baseline_scores(name: str, prep: Prepared) -> dict:
         raw = pca_embedding(table, prep.normalizer, prep.train_rows, s.latent_dim, s.seed, segments=prep.segments)
     elif name == "mfcc_kmeans":
         raw = mfcc_embedding(table)
-    elif name == "musicnn_kmeans":
-        raw = musicnn_track_embedding(attach_pretrained(prep))
+    elif name == "musicnn_kmeans":  # its own space (unit length), not z-scored: see baselines.musicnn_space
+        space = musicnn_space(attach_pretrained(prep))
+        labels, _ = cluster(space, prep.k, s.cluster_method, s.seed)
+        return score_partition(space, labels, table.groups)
     elif name == "tfidf_kmeans":
         rows = np.flatnonzero(prep.has_lyrics)
         groups = [table.groups[i] for i in rows]

@@ -43,6 +43,7 @@ class MusiCNNVAEConfig(ConvVAEConfig):
     mel_expert: bool = False  # also encode the mel (product of experts)
     mel_weight: float = 0.0  # the mel reconstruction's gradient into the latent (0: read-out only)
     pretrained_weight: float = 1.0  # of the pretrained vector's reconstruction (250 terms vs the mel's 16,384)
+    track_weight: float = 0.0  # of reconstructing the mean vector of the segment's whole track from its latent
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -56,6 +57,8 @@ class MusiCNNVAEConfig(ConvVAEConfig):
             raise ParameterError(f"MusiCNNVAEConfig.mel_weight must be in [0, 1], got {self.mel_weight!r}")
         if not self.pretrained_weight > 0:
             raise ParameterError(f"MusiCNNVAEConfig.pretrained_weight must be > 0, got {self.pretrained_weight!r}")
+        if not self.track_weight >= 0:
+            raise ParameterError(f"MusiCNNVAEConfig.track_weight must be >= 0, got {self.track_weight!r}")
 
 
 class PretrainedEncoder(nn.Module):
@@ -94,6 +97,10 @@ class MusiCNNVAE(BaseVAE):
             nn.Linear(hidden, config.pretrained_dim),
         )
         self.mel_decoder = ConvDecoder(config, latent)
+        self.track_decoder = (
+            nn.Sequential(nn.Linear(latent, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, config.pretrained_dim))
+            if config.track_weight > 0 else None
+        )
 
     # --- encoding --------------------------------------------------------------------------
     def _pretrained(self, batch: Batch):
@@ -139,6 +146,11 @@ class MusiCNNVAE(BaseVAE):
             raise ParameterError("MusiCNNVAE trains on batch['pretrained'] (the pretrained vectors of every segment)")
         pre = (*self.pretrained_expert(x), None)  # updates the running statistics first (train mode)
         out = {"target": self.pretrained_expert.standardise(x).detach()}
+        track = batch.get("pretrained_track")
+        if self.config.track_weight > 0:
+            if track is None or track.shape != x.shape:
+                raise ParameterError("MusiCNNVAE with track_weight > 0 trains on batch['pretrained_track'] (B, D) too")
+            out["track_target"] = self.pretrained_expert.standardise(track).detach()
         if self.mel_expert is None:
             posteriors = {"joint": product_of_experts([pre])}
         else:
@@ -153,6 +165,8 @@ class MusiCNNVAE(BaseVAE):
             if key != "mel_only":
                 out[f"pretrained_{key}"] = self.pretrained_decoder(z)
         out.update(mu=out["mu_joint"], logvar=out["logvar_joint"], mel=out["mel_joint"], pretrained=out["pretrained_joint"])
+        if "track_target" in out:  # the whole track's mean, from this segment's joint latent (a second head)
+            out["track"] = self.track_decoder(self.reparameterize(out["mu"], out["logvar"]))
         return out
 
     def loss_function(self, batch: Batch, outputs: dict[str, torch.Tensor], kl_weight: float = 1.0) -> dict:
@@ -167,4 +181,8 @@ class MusiCNNVAE(BaseVAE):
         kl = sum(kl_sum(outputs[f"mu_{k}"], outputs[f"logvar_{k}"]) for k in ("joint", "mel_only", "pretrained_only")
                  if f"mu_{k}" in outputs) / n
         loss = recon_mel + self.config.pretrained_weight * recon_pre + kl_weight * self.config.beta * kl
-        return {"loss": loss, "recon_audio": recon_mel, "recon_pretrained": recon_pre, "kl": kl}
+        terms = {"recon_audio": recon_mel, "recon_pretrained": recon_pre, "kl": kl}
+        if "track" in outputs:
+            terms["recon_track"] = gaussian_nll_sum(outputs["track"], outputs["track_target"]) / n
+            loss = loss + self.config.track_weight * terms["recon_track"]
+        return {"loss": loss, **terms}

@@ -144,6 +144,7 @@ class SegmentData:
             batch["label"] = torch.from_numpy(self.labels[tracks])  # (B,)
         if self.pretrained is not None:
             batch["pretrained"] = torch.from_numpy(np.stack([self.pretrained[t][s] for t, s in zip(tracks, segs)]))  # (B, D)
+            batch["pretrained_track"] = torch.from_numpy(np.stack([self.pretrained[t].mean(axis=0) for t in tracks]))  # (B, D)
         return batch
 
     def all_segments(self) -> tuple[np.ndarray, np.ndarray]:

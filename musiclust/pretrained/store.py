@@ -77,7 +77,8 @@ class PretrainedReport:
     computed: int = 0
     cached: int = 0
     seconds: float = 0.0  # wall time of the whole call
-    compute_seconds: float = 0.0  # summed over the tracks the network ran on (decode + resample + network)
+    compute_seconds: float = 0.0  # wall time summed over the tracks the network ran on (decode + resample + network)
+    compute_cpu_seconds: float = 0.0  # CPU time of the same work (what a core spent, whatever the machine's load)
 
 
 # ----------------------------------------------------------------------------- pure functions
@@ -210,7 +211,7 @@ class PretrainedStore:
         paths = [Path(p) for p in paths]
 
         def record(path: Path, outcome) -> None:
-            result, seconds = outcome
+            result, seconds, cpu = outcome
             if isinstance(result, str):
                 report.failed[str(path)] = result
             else:
@@ -219,6 +220,7 @@ class PretrainedStore:
                 report.cached += was_cached
                 report.computed += not was_cached
                 report.compute_seconds += 0.0 if was_cached else seconds
+                report.compute_cpu_seconds += 0.0 if was_cached else cpu
             if progress is not None:
                 progress(len(report.features) + len(report.failed), len(paths))
 
@@ -243,15 +245,15 @@ def _one_thread() -> None:
 
 
 def _get_or_reason(store: PretrainedStore, path: Path):
-    """Worker body: ``((features, cached) or the reason they could not be made, seconds)``, picklable."""
-    started = time.perf_counter()
+    """Worker body: ``((features, cached) or the reason they could not be made, seconds, CPU seconds)``."""
+    started, cpu = time.perf_counter(), time.process_time()
     try:
         result = store.get(path)
     except MusiclustError as exc:
         result = str(exc)
     except OSError as exc:
         result = f"{path.name} could not be read: {exc.strerror or exc}"
-    return result, time.perf_counter() - started
+    return result, time.perf_counter() - started, time.process_time() - cpu
 
 
 def segment_vectors(table, counts: Sequence[int], root: Path = PRETRAINED_CACHE, model: str = "MTT_musicnn",

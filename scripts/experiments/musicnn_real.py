@@ -34,7 +34,7 @@ from musiclust.analysis.clustering import Standardizer, cluster  # noqa: E402
 from musiclust.analysis.metrics import score_partition  # noqa: E402
 from musiclust.config import FeatureConfig  # noqa: E402
 from musiclust.data.collection import Collection, load_folder  # noqa: E402
-from musiclust.paths import RESULTS_DIR  # noqa: E402
+from musiclust.paths import PRETRAINED_CACHE, RESULTS_DIR  # noqa: E402
 from musiclust.pretrained.store import PretrainedStore  # noqa: E402
 from musiclust.store.table import TrackTable, featurize  # noqa: E402
 
@@ -49,7 +49,7 @@ def provenance(load_start) -> dict:
 
 
 def write(stage: str, record: dict) -> Path:
-    path = RESULTS_DIR / f"musicnn_real_{stage}.json"
+    path = RESULTS_DIR / f"musicnn_real_{stage}{os.environ.get('MUSICNN_REAL_SUFFIX', '')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1, default=float) + "\n", encoding="utf-8")
     return path
@@ -83,7 +83,11 @@ def extract(args) -> None:
     started = time.perf_counter()
     table = featurize(collection, FeatureConfig(), jobs=args.jobs)
     mel_seconds = time.perf_counter() - started
-    store = PretrainedStore(config=table.config, model=args.model)
+    store = PretrainedStore(Path(args.cache) if args.cache else PRETRAINED_CACHE, table.config, args.model)
+    if args.limit:  # every (N // limit)-th track: all soundtracks
+        rows = list(range(0, len(table), max(1, len(table) // args.limit)))[: args.limit]
+        table = TrackTable([table.tracks[i] for i in rows], [table.mels[i] for i in rows], table.mfcc_stats[rows],
+                           table.durations[rows], table.config)
     done = []
 
     def progress(i, n):
@@ -102,6 +106,7 @@ def extract(args) -> None:
         "musicnn": {"computed": report.computed, "cached": report.cached, "failed": report.failed,
                     "wall_seconds": round(report.seconds, 1),
                     "summed_seconds_per_clip": round(report.compute_seconds / max(1, report.computed), 2),
+                    "cpu_seconds_per_clip": round(report.compute_cpu_seconds / max(1, report.computed), 2),
                     "clip_seconds": table.config.clip_seconds},
         "segments_match_mel": bool(segs == mel_segs), "segments_per_track": [int(min(segs)), int(max(segs))],
     }
@@ -124,6 +129,9 @@ VARIANTS = {  # MusiCNNVAE configs tried on the selection half
     "poe": {"mel_expert": True, "mel_weight": 1.0},
     "readout_l16": {"mel_expert": False, "mel_weight": 0.0, "latent_dim": 16},
     "readout_beta0.25": {"mel_expert": False, "mel_weight": 0.0, "beta": 0.25},
+    "track": {"mel_expert": False, "mel_weight": 0.0, "track_weight": 1.0},
+    "track_l16": {"mel_expert": False, "mel_weight": 0.0, "track_weight": 1.0, "latent_dim": 16},
+    "track_only": {"mel_expert": False, "mel_weight": 0.0, "track_weight": 4.0, "pretrained_weight": 0.25},
 }
 
 
@@ -186,7 +194,7 @@ def select(args) -> None:
             result = fit(model, prep.data(prep.train_rows), prep.data(prep.val_rows), TrainConfig(seed=seed, epochs=args.epochs))
             seconds = time.perf_counter() - started
             emb = track_embeddings(model, prep)
-            for space in ("centred", "zscore", "l2", "zscore_l2"):
+            for space in ("centred", "l2"):  # the two spaces the pipeline offers a model (cluster_on_direction)
                 rows.append({"seed": seed, "row": f"musicnn_vae:{name}", "space": space, **scores(SPACES[space](emb), groups, 8, seed),
                              "best_epoch": result.best_epoch, "train_seconds": round(seconds, 1)})
             print(rows[-1], flush=True)
@@ -213,12 +221,45 @@ def summarise(rows: list) -> list:
     return out
 
 
+# ----------------------------------------------------------------------------- report
+REPORT_NAMES = ["random", "mfcc_kmeans", "pca_kmeans", "musicnn_kmeans", "conv_vae", "musicnn_vae"]
+
+
+def report(args) -> None:
+    import torch
+
+    from musiclust.analysis.evaluation import evaluate, to_records
+    from musiclust.pipeline import Settings
+
+    torch.set_num_threads(1)
+    load = os.getloadavg()
+    names = args.models.split(",") if args.models else REPORT_NAMES
+    sets = {}
+    for which in args.sets.split(","):
+        table = half_table(which, args.jobs)
+        started = time.perf_counter()
+        summary, rows = evaluate(table, names, Settings(seed=0, k=8, epochs=args.epochs), seeds=args.seeds,
+                                 progress=lambda m: print(m, file=sys.stderr, flush=True))
+        records = to_records(summary)
+        for r in records:
+            print(which, r["model"], f"nmi {r['nmi']:.3f} ± {r.get('nmi_std') or 0:.3f}", f"ari {r['ari']:.3f} ± {r.get('ari_std') or 0:.3f}", flush=True)
+        sets[which] = {"tracks": len(table), "groups": len(table.label_names()), "seconds": round(time.perf_counter() - started, 1),
+                       "summary": records, "rows": rows}
+    record = {**provenance(load), "stage": "report",
+              "split": {"report": "REPORT half: never used for a choice", "all": "all 195 tracks (half of them were the selection half)"},
+              "k": 8, "seeds": list(range(args.seeds)), "epochs": args.epochs, "models": names, "sets": sets}
+    if args.save:
+        print("wrote", write("report", record))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="stage", required=True)
     p = sub.add_parser("extract")
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--model", default="MTT_musicnn")
+    p.add_argument("--cache", default="", help="another cache folder (e.g. an empty one, to time a first extraction)")
+    p.add_argument("--limit", type=int, default=0, help="only this many tracks, spread over the set")
     p.add_argument("--save", action="store_true")
     p = sub.add_parser("select")
     p.add_argument("--jobs", type=int, default=1)
@@ -226,8 +267,15 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--variants", default="")
     p.add_argument("--save", action="store_true")
+    p = sub.add_parser("report")
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--sets", default="report,all")
+    p.add_argument("--epochs", type=int, default=45, help="chosen on the selection half (see the select results)")
+    p.add_argument("--models", default="")
+    p.add_argument("--save", action="store_true")
     args = parser.parse_args()
-    {"extract": extract, "select": select}[args.stage](args)
+    {"extract": extract, "select": select, "report": report}[args.stage](args)
 
 
 if __name__ == "__main__":
