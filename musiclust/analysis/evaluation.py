@@ -18,10 +18,10 @@ from musiclust.analysis.clustering import Standardizer, cluster
 from musiclust.store.table import TrackTable
 from musiclust.errors import DataError, ParameterError
 from musiclust.analysis.metrics import score_partition, summarize
-from musiclust.pipeline import MODEL_NAMES, Prepared, Settings, prepare, train_model
+from musiclust.pipeline import MODEL_NAMES, OPT_IN_MODELS, Prepared, Settings, prepare, train_model
 from musiclust.pretrained.store import attach_pretrained
 
-ALL_NAMES = BASELINES + MODEL_NAMES
+ALL_NAMES = BASELINES + MODEL_NAMES + OPT_IN_MODELS
 CONDITIONED = {"beta_cvae"}
 
 
