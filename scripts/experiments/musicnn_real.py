@@ -41,8 +41,11 @@ from musiclust.store.table import TrackTable, featurize  # noqa: E402
 REAL = Path(os.environ.get("MUSICLUST_REAL_SET", "/work/wt-realset/data/real"))
 
 
+AT_START = results.git_state(REPO)  # the code that runs is the code at start, whatever is committed meanwhile
+
+
 def provenance(load_start) -> dict:
-    commit, dirty = results.git_state(REPO)
+    commit, dirty = AT_START
     return {"commit": commit, "dirty": dirty, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "machine": results.machine_info(load_start), "libraries": results.library_versions(),
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
