@@ -28,10 +28,11 @@ from musiclust.analysis.reconstruction import mean_reconstruction_mse_db
 from musiclust.models import build_model
 from musiclust.models import registry
 from musiclust.models.hybrid import HybridFusion, check_missing_lyrics
-from musiclust.models.registry import MODEL_NAMES, ConfigInputs, ModelSpec
+from musiclust.models.registry import MODEL_NAMES, OPT_IN_MODELS, ConfigInputs, ModelSpec
 from musiclust.models.training import SegmentData, TrainConfig, fit
+from musiclust.pretrained.store import attach_pretrained
 
-__all__ = ["MODEL_NAMES", "Prepared", "Settings", "config_inputs", "model_config", "prepare", "train_model", "train_models"]
+__all__ = ["MODEL_NAMES", "OPT_IN_MODELS", "Prepared", "Settings", "config_inputs", "model_config", "prepare", "train_model", "train_models"]
 
 EpochFn = Callable[[int, int, dict, float], None]
 
@@ -79,6 +80,7 @@ class Prepared:
     label_idx: np.ndarray  # (N,) int64, -1 unknown
     k: int = 0  # clusters: set by prepare() (see _choose_k)
     k_choice: dict = field(default_factory=dict)  # how k was chosen: {"k", "source"[, the sweep's record]}
+    pretrained: Optional[list] = None  # per track (S_i, 250) MusiCNN vectors: musiclust.pretrained.store.attach_pretrained
 
     def data(self, rows: np.ndarray, with_labels: bool = False) -> SegmentData:
         labels = self.label_idx[rows] if with_labels else None
@@ -87,6 +89,7 @@ class Prepared:
             lyrics=self.lyrics[rows] if self.lyrics.shape[1] else None,
             has_lyrics=self.has_lyrics[rows],
             labels=labels,
+            pretrained=None if self.pretrained is None else [self.pretrained[i] for i in rows],
         )
 
 
@@ -173,6 +176,8 @@ def train_model(
         model, history = reuse.model, reuse.meta.get("history", [])
         fit_meta = {k: reuse.meta.get(k) for k in ("best_epoch", "stopped_early", "train_seconds")}
     else:
+        if spec.needs_pretrained:
+            attach_pretrained(prep)
         model = build_model(spec.architecture, spec.build_config(inputs), seed=s.seed)
         conditioned = spec.conditioned_on_label
         train_cfg = TrainConfig(batch_size=s.batch_size, seed=s.seed, **({} if s.epochs is None else {"epochs": s.epochs}))
@@ -246,7 +251,7 @@ def _finish(spec: ModelSpec, model, prep: Prepared, fusion: Optional[HybridFusio
     """Embed the collection, cluster it, map it, score it, and describe its clusters."""
     table, s = prep.table, prep.settings
     bundle = _bundle_for(model, spec, prep, fusion)
-    raw = bundle.raw_embedding(table.mels, table.lyrics)  # (N, D)
+    raw = bundle.raw_embedding(table.mels, table.lyrics, prep.pretrained)  # (N, D)
     # Latents are only centred, not z-scored per dimension: the KL term already puts active dimensions
     # on a unit scale, and z-scoring would blow collapsed (near-constant) dimensions up into noise.
     # Models clustered by direction are not centred either: their means shrink towards the prior's 0,
@@ -288,7 +293,8 @@ def reconstruction_error(bundle: ModelBundle, prep: Prepared) -> float:
     def pairs():
         for i in prep.val_rows:
             mel = prep.table.mels[i]
-            yield mel, bundle.reconstruct(mel, int(prep.label_idx[i]) if prep.label_idx[i] >= 0 else None)
+            label = int(prep.label_idx[i]) if prep.label_idx[i] >= 0 else None
+            yield mel, bundle.reconstruct(mel, label, None if prep.pretrained is None else prep.pretrained[i])
 
     return mean_reconstruction_mse_db(pairs())
 

@@ -24,9 +24,19 @@ CONFIGS = {
 }
 
 
+def musicnn_vectors(real_table, tracks) -> np.ndarray:
+    """The MusiCNN vectors (penultimate + tags) of the first segment of ``real_segments``' tracks."""
+    from musiclust.features.audio import load_audio
+    from musiclust.pretrained.store import aligned_features
+
+    labels = real_table.label_indices()
+    rows = [i for g in range(3) for i in (labels == g).nonzero()[0][:4]]  # as conftest.real_segments picks them
+    return np.stack([aligned_features(load_audio(real_table.tracks[rows[t]].path), real_table.config).vectors[0] for t in tracks])
+
+
 @pytest.fixture(scope="module")
-def batch(real_segments):
-    """8 segments with lyrics on half the tracks (group-specific words) and labels."""
+def batch(real_segments, real_table):
+    """8 segments with lyrics on half the tracks (group-specific words), labels and MusiCNN vectors."""
     rng = np.random.default_rng(1)
     tracks = np.array([0, 4, 8, 1, 5, 9, 2, 6])  # all three groups
     mel = np.stack([real_segments["segments"][t][0] for t in tracks])[:, None]  # (8, 1, 128, 128)
@@ -43,6 +53,7 @@ def batch(real_segments):
         "lyrics": torch.from_numpy(lyrics),
         "has_lyrics": torch.from_numpy(has),
         "label": torch.from_numpy(labels),
+        "pretrained": torch.from_numpy(musicnn_vectors(real_table, tracks)),
     }
 
 

@@ -13,17 +13,20 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
-from musiclust.analysis.baselines import BASELINES, SegmentPCA, mfcc_embedding, pca_embedding, pca_reconstruction_mse_db, random_labels
+from musiclust.analysis.baselines import (
+    BASELINES, SegmentPCA, mfcc_embedding, musicnn_space, pca_embedding, pca_reconstruction_mse_db, random_labels,
+)
 from musiclust.analysis.clustering import Standardizer, cluster
 from musiclust.store.table import TrackTable
 from musiclust.errors import DataError, ParameterError
 from musiclust.analysis.metrics import score_partition, summarize
 from musiclust.models import registry
-from musiclust.models.registry import MODEL_NAMES
+from musiclust.models.registry import MODEL_NAMES, OPT_IN_MODELS
 from musiclust.pipeline import Prepared, Settings, prepare, train_model
+from musiclust.pretrained.store import attach_pretrained
 from musiclust.serving.bundle import ModelBundle
 
-ALL_NAMES = BASELINES + MODEL_NAMES
+ALL_NAMES = BASELINES + MODEL_NAMES + OPT_IN_MODELS
 
 
 def conditioned_on_label(name: str) -> bool:
@@ -49,6 +52,14 @@ def model_row(bundle: ModelBundle) -> dict:
     return row
 
 
+def lyrics_k(groups: list, k: int) -> int:
+    """The k of the lyrics-only baseline: the number of groups among the tracks that have lyrics, when
+    every one of them has a group (clustering 3 groups' lyrics into the collection's 7 clusters would
+    score the baseline against a task it cannot do); otherwise the collection's ``k``."""
+    known = [g for g in groups if g]
+    return max(2, len(set(known))) if groups and len(known) == len(groups) else k
+
+
 def baseline_scores(name: str, prep: Prepared) -> dict:
     """Scores of one baseline for the preparation's seed (NaN row when it does not apply)."""
     table, s = prep.table, prep.settings
@@ -63,14 +74,19 @@ def baseline_scores(name: str, prep: Prepared) -> dict:
         extra["reconstruction_mse_db"] = pca_reconstruction_mse_db(pca, table, prep.normalizer, prep.val_rows, prep.segments)
     elif name == "mfcc_kmeans":
         raw = mfcc_embedding(table)
+    elif name == "musicnn_kmeans":  # its own space (unit length), not z-scored: see baselines.musicnn_space
+        space = musicnn_space(attach_pretrained(prep))
+        labels, _ = cluster(space, prep.k, s.cluster_method, s.seed)
+        return score_partition(space, labels, table.groups, method=s.cluster_method, seed=s.seed)
     elif name == "tfidf_kmeans":
         rows = np.flatnonzero(prep.has_lyrics)
         groups = [table.groups[i] for i in rows]
-        if len(rows) <= prep.k:
+        k = lyrics_k(groups, prep.k)
+        if len(rows) <= k:
             return {"n_tracks": int(len(rows))}
         space = prep.lyrics[rows].toarray()  # L2-normalised TF-IDF: Euclidean k-means is spherical k-means here
-        labels, _ = cluster(space, prep.k, "kmeans", s.seed)
-        return {**score_partition(space, labels, groups, method="kmeans", seed=s.seed), "n_tracks": int(len(rows))}
+        labels, _ = cluster(space, k, "kmeans", s.seed)
+        return {**score_partition(space, labels, groups, method="kmeans", seed=s.seed), "n_tracks": int(len(rows)), "k": k}
     else:
         raise ParameterError(f"unknown baseline {name!r}")
     space = Standardizer.fit(raw)(raw)

@@ -25,6 +25,7 @@ from musiclust.features.audio import AudioSource, load_audio
 from musiclust.features.hashes import HashIndex, HashStamp, content_hash
 from musiclust.config import FeatureConfig
 from musiclust.errors import AudioError, MusiclustError, ParameterError
+from musiclust.store.durable import save_npz_atomic
 
 ProgressFn = Callable[[int, int], None]
 HASH_SAVE_SECONDS = 60.0  # a long scan writes the content hashes it learned this often (and at its end)
@@ -271,17 +272,7 @@ class FeatureStore:
         return TrackFeatures(mel, stats, duration)
 
     def _write(self, entry: Path, features: TrackFeatures) -> None:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=entry.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, mel_db=features.mel_db, mfcc_stats=features.mfcc_stats, duration=features.duration)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, entry)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        save_npz_atomic(entry, mel_db=features.mel_db, mfcc_stats=features.mfcc_stats, duration=features.duration)
 
     def _known(self, path: Path) -> tuple[Optional[HashStamp], Optional[str]]:
         """``path``'s stamp and its remembered digest (None when it must be hashed); one ``stat``."""

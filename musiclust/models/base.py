@@ -5,7 +5,9 @@ A *batch* is a plain dict of tensors, so one training loop serves every model::
     {"mel": (B, 1, n_mels, frames) float,     # standardised log-mel segment, values ~N(0, 1)
      "lyrics": (B, V) float,                  # optional: L2-normalised TF-IDF
      "has_lyrics": (B,) bool,                 # optional: which rows of "lyrics" are real
-     "label": (B,) long}                      # optional: group label (conditioned models only)
+     "label": (B,) long,                      # optional: group label (conditioned models only)
+     "pretrained": (B, D) float,              # optional: the segment's pretrained-network vector (MusiCNN: D = 250)
+     "pretrained_track": (B, D) float}        # optional: the mean of those vectors over the segment's whole track
 
 Each model reads only the keys it needs. Losses are per-sample sums (nats) averaged over the batch,
 so their size does not depend on the batch size and the terms of different models compare.

@@ -84,12 +84,15 @@ class SegmentData:
     standardised per mel band. ``lyrics`` is ``(N, V)`` float32 TF-IDF (dense, or SciPy sparse: rows are
     densified per batch) or None; ``has_lyrics`` ``(N,)`` bool says which rows are real (None: the rows
     that are not all zero; without lyrics it may be given but must be all False). ``labels`` is ``(N,)`` int64 group ids, needed only by label-conditioned models.
+    ``pretrained[i]`` is track i's ``(n_segments_i, D)`` float32 pretrained-network vectors, one per mel
+    segment and covering the same audio (:mod:`musiclust.pretrained.store`), or None.
     """
 
     mel_segments: Sequence[np.ndarray]
     lyrics: Optional[np.ndarray] = None
     has_lyrics: Optional[np.ndarray] = None
     labels: Optional[np.ndarray] = None
+    pretrained: Optional[Sequence[np.ndarray]] = None
 
     def __post_init__(self) -> None:
         n = len(self.mel_segments)
@@ -117,6 +120,13 @@ class SegmentData:
             self.labels = np.asarray(self.labels, dtype=np.int64)
             if self.labels.shape != (n,):
                 raise DataError(f"labels must be (N={n},), got shape {self.labels.shape}")
+        if self.pretrained is not None:
+            self.pretrained = [np.asarray(p, dtype=np.float32) for p in self.pretrained]
+            dims = {p.shape[1:] for p in self.pretrained}
+            if len(self.pretrained) != n or len(dims) != 1 or any(
+                p.ndim != 2 or len(p) != len(s) for p, s in zip(self.pretrained, self.mel_segments)
+            ):
+                raise DataError(f"pretrained must hold one (n_segments_i, D) array per track, aligned with its {n} tracks' mel segments")
 
     @property
     def segment_shape(self) -> tuple[int, int]:
@@ -132,6 +142,9 @@ class SegmentData:
             batch["has_lyrics"] = torch.from_numpy(self.has_lyrics[tracks])  # (B,)
         if self.labels is not None:
             batch["label"] = torch.from_numpy(self.labels[tracks])  # (B,)
+        if self.pretrained is not None:
+            batch["pretrained"] = torch.from_numpy(np.stack([self.pretrained[t][s] for t, s in zip(tracks, segs)]))  # (B, D)
+            batch["pretrained_track"] = torch.from_numpy(np.stack([self.pretrained[t].mean(axis=0) for t in tracks]))  # (B, D)
         return batch
 
     def all_segments(self) -> tuple[np.ndarray, np.ndarray]:
@@ -309,6 +322,12 @@ def _check_compatible(model: BaseVAE, name: str, data: SegmentData, role: str) -
     lyrics_dim = getattr(config, "lyrics_dim", None)
     if lyrics_dim is not None and data.lyrics is not None and data.lyrics.shape[1] != lyrics_dim:
         raise ParameterError(f"{name} takes {lyrics_dim}-word lyrics; the {role} data has {data.lyrics.shape[1]}")
+    pretrained_dim = getattr(config, "pretrained_dim", None)
+    if pretrained_dim is not None:
+        if data.pretrained is None:
+            raise ParameterError(f"{name} reads pretrained-network vectors: the {role} data has none")
+        if data.pretrained[0].shape[1] != pretrained_dim:
+            raise ParameterError(f"{name} takes {pretrained_dim}-D pretrained vectors; the {role} data has {data.pretrained[0].shape[1]}")
     if model.conditioned_on_label:
         n_labels = config.n_labels
         if data.labels is None:

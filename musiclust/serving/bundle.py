@@ -76,26 +76,37 @@ class ModelBundle:
             return np.zeros((len(lyrics), 0), np.float32), np.zeros(len(lyrics), bool)
         return self.tfidf.transform(lyrics)
 
-    def embed_segments(self, segs: np.ndarray, lyric_row: np.ndarray, has_lyrics: bool) -> np.ndarray:
-        """Mean posterior mean over one track's standardised segments ``(S, n_mels, frames)`` -> ``(latent,)``."""
+    def embed_segments(
+        self, segs: np.ndarray, lyric_row: np.ndarray, has_lyrics: bool, pretrained: Optional[np.ndarray] = None
+    ) -> np.ndarray:
+        """Mean posterior mean over one track's standardised segments ``(S, n_mels, frames)`` -> ``(latent,)``;
+        ``pretrained`` ``(S, D)``: the segments' pretrained-network vectors, for a model that reads them."""
         mus = []
         for start in range(0, len(segs), EMBED_BATCH):
             chunk = torch.from_numpy(segs[start : start + EMBED_BATCH]).unsqueeze(1)  # (b, 1, n_mels, frames)
             batch = {"mel": chunk}
+            if pretrained is not None:
+                batch["pretrained"] = torch.from_numpy(np.asarray(pretrained[start : start + EMBED_BATCH], np.float32))
             if lyric_row.size:
                 batch["lyrics"] = torch.from_numpy(np.repeat(lyric_row[None], len(chunk), axis=0))
                 batch["has_lyrics"] = torch.full((len(chunk),), bool(has_lyrics))
             mus.append(self.model.embed(batch).numpy())
         return np.concatenate(mus).mean(axis=0)
 
-    def raw_embedding(self, mels: list[np.ndarray], lyrics: list[Optional[str]]) -> np.ndarray:
-        """Embeddings ``(N, D)`` of tracks given their dB log-mels and lyrics (before standardising)."""
+    def raw_embedding(
+        self, mels: list[np.ndarray], lyrics: list[Optional[str]], pretrained: Optional[list] = None
+    ) -> np.ndarray:
+        """Embeddings ``(N, D)`` of tracks given their dB log-mels and lyrics (before standardising), and
+        for a model that reads them, each track's ``(S_i, 250)`` pretrained vectors."""
         rows, mask = self.tfidf.transform_sparse(lyrics)  # (N, V) CSR: a collection's dense TF-IDF is 4 KB a track
         frames = self.feature_config.segment_frames
         with torch.inference_mode():
             audio = np.stack(
                 [
-                    self.embed_segments(track_segments(m, self.normalizer, frames), rows[i].toarray()[0], mask[i])
+                    self.embed_segments(
+                        track_segments(m, self.normalizer, frames), rows[i].toarray()[0], mask[i],
+                        None if pretrained is None else pretrained[i],
+                    )
                     for i, m in enumerate(mels)
                 ]
             )
@@ -183,12 +194,15 @@ class ModelBundle:
         values, counts = np.unique(groups, return_counts=True)
         return self.label_names.index(str(values[counts.argmax()]))
 
-    def reconstruct(self, mel_db: np.ndarray, label: Optional[int] = None) -> np.ndarray:
-        """The model's reconstruction of a whole track's log-mel, in dB, ``(n_mels, S * frames)``."""
+    def reconstruct(self, mel_db: np.ndarray, label: Optional[int] = None, pretrained: Optional[np.ndarray] = None) -> np.ndarray:
+        """The model's reconstruction of a whole track's log-mel, in dB, ``(n_mels, S * frames)``
+        (``pretrained`` ``(S, D)``: its segments' pretrained vectors, for a model that reads them)."""
         segs = track_segments(mel_db, self.normalizer, self.feature_config.segment_frames)
         with torch.inference_mode():
             mel = torch.from_numpy(segs).unsqueeze(1)  # (S, 1, n_mels, frames)
             batch = {"mel": mel, **self._decode_batch(mel, label)}
+            if pretrained is not None:
+                batch["pretrained"] = torch.from_numpy(np.asarray(pretrained, np.float32))
             recon = self.model.reconstruct(batch).squeeze(1).numpy()  # (S, n_mels, frames)
         return self.normalizer.invert(np.concatenate(list(recon), axis=1))
 

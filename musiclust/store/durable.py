@@ -17,3 +17,29 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def save_npz_atomic(path: Path, **arrays) -> None:
+    """Write ``arrays`` as an uncompressed ``.npz`` at ``path`` atomically: a temporary file in the same
+    folder, flushed to disk, then renamed over ``path``. A reader sees the old entry or the whole new
+    one, never half of one; a crash leaves no partial entry behind (the temporary file is removed).
+
+    The shared writer of the on-disk caches (:class:`musiclust.features.mel.FeatureStore`,
+    :class:`musiclust.pretrained.store.PretrainedStore`); their entries can be recomputed, so the
+    folder itself is not fsynced."""
+    import tempfile
+
+    import numpy as np
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
