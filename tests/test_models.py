@@ -217,12 +217,15 @@ def test_every_spec_builds_its_network_from_config_inputs(name, batch):
 
 
 def test_registry_facts_and_orders():
-    assert set(DISPLAY_ORDER) == set(MODEL_NAMES) == set(SPECS) and len(DISPLAY_ORDER) == len(SPECS)
+    assert set(DISPLAY_ORDER) == set(registry.ALL_MODELS) == set(SPECS) and len(DISPLAY_ORDER) == len(SPECS)
+    # trained by default: all but the opt-in models that read a pretrained network's vectors
+    assert set(MODEL_NAMES) == {n for n in SPECS if not SPECS[n].needs_pretrained} and MODEL_NAMES
+    assert set(registry.OPT_IN_MODELS) == set(SPECS) - set(MODEL_NAMES)
     assert registry.DEFAULT_MODEL == DISPLAY_ORDER[0]
     for name, spec in SPECS.items():
         assert spec.architecture in MODELS and MODELS[spec.architecture] is spec.network
         if spec.reuses:  # trained after the model it reuses, which trains the same network
-            assert MODEL_NAMES.index(spec.reuses) < MODEL_NAMES.index(name)
+            assert registry.ALL_MODELS.index(spec.reuses) < registry.ALL_MODELS.index(name)
             assert SPECS[spec.reuses].network is spec.network and spec.reuses in spec.note(ConfigInputs(8, 128, 128))
     for names in (list(MODEL_NAMES), list(reversed(MODEL_NAMES)), list(DISPLAY_ORDER)):
         order = registry.training_order(names)
