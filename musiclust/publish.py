@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from musiclust.analysis.baselines import BASELINES
+from musiclust.analysis.baselines import BASELINES, PRETRAINED_BASELINES
 from musiclust.analysis.evaluation import baseline_row, model_row
 from musiclust.errors import DataError, TrainingError
 from musiclust.models import registry
@@ -115,7 +115,8 @@ def train_and_publish(
             save(name, bundle)
         outcomes.append(ModelOutcome(name, TRAINED, note=bundle.meta.get("note") or "", metrics=bundle.meta["metrics"],
                                      seconds=bundle.meta["seconds_total"]))
-    rows = [baseline_row(name, prep) for name in BASELINES] + [model_row(b) for b in bundles.values()]
+    baselines = [b for b in BASELINES if prep.pretrained is not None or b not in PRETRAINED_BASELINES]
+    rows = [baseline_row(name, prep) for name in baselines] + [model_row(b) for b in bundles.values()]
     report = PublishReport(Path(root), prep.k_choice, outcomes, rows)
     if bundles:
         for name, bundle in bundles.items() if not save_each else ():

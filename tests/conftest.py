@@ -194,11 +194,9 @@ def default_set_checkpoints(real_rows, real_clips, feature_cache, tmp_path_facto
     ``MUSICLUST_DATA`` unset, the app shows the default set as after ``python -m musiclust train``: models
     and the evaluation report beside the baselines.
     """
-    from musiclust.analysis.baselines import BASELINES
-    from musiclust.analysis.evaluation import baseline_scores
     from musiclust.data.collection import load_default
-    from musiclust.pipeline import MODEL_NAMES, Settings, prepare, train_models
-    from musiclust.serving import checkpoint as ckpt
+    from musiclust.pipeline import MODEL_NAMES, Settings
+    from musiclust.publish import train_and_publish
     from musiclust.store.table import featurize
 
     audio_root = tmp_path_factory.mktemp("default-set")
@@ -206,15 +204,7 @@ def default_set_checkpoints(real_rows, real_clips, feature_cache, tmp_path_facto
     for row in real_rows:
         (audio_root / "natural" / f"{row['id']}.wav").symlink_to(real_clips[row["id"]])
     table = featurize(load_default("natural", audio_root=audio_root), cache_dir=feature_cache, jobs=2)
-    settings = Settings(**TRAIN_BRIEFLY)
-    bundles = train_models(table, list(MODEL_NAMES), settings)
-    prep = prepare(table, settings)
-    rows = [{"model": name, "seed": settings.seed, **baseline_scores(name, prep), "conditioned_on_label": False} for name in BASELINES]
     root = tmp_path_factory.mktemp("default-checkpoints")
-    for name, bundle in bundles.items():
-        rows.append({"model": name, "seed": settings.seed, **bundle.meta["metrics"], "conditioned_on_label": bundle.conditioned_on_label,
-                     "reconstruction_mse_db": bundle.meta["reconstruction_mse_db"]})
-        bundle.meta.update(data="default")
-        ckpt.save(root / "default", name, bundle.to_checkpoint())
-    ckpt.save_report(root / "default", "evaluation", {"seeds": 1, "settings": settings.__dict__, "rows": rows})
+    report = train_and_publish(table, list(MODEL_NAMES), Settings(**TRAIN_BRIEFLY), root / "default", "default")
+    assert report.trained == list(MODEL_NAMES), report.summary()  # the page tests need every model
     return root

@@ -56,7 +56,7 @@ RETRAIN = textwrap.dedent(
     from musiclust.pipeline import Settings, train_models
     from musiclust.serving import checkpoint as ckpt
     from musiclust.store.table import featurize
-    from musiclust.analysis.baselines import BASELINES
+    from musiclust.analysis.baselines import BASELINES, PRETRAINED_BASELINES
     from musiclust.analysis.evaluation import baseline_scores
     from musiclust.pipeline import prepare
     folder, cache, out, settings = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), json.loads(sys.argv[4])
@@ -65,7 +65,7 @@ RETRAIN = textwrap.dedent(
     for name, bundle in train_models(table, names, Settings(**settings)).items():
         ckpt.save(out, name, bundle.to_checkpoint())
     prep = prepare(table, Settings(**settings))
-    (out / "baselines.json").write_text(json.dumps({name: baseline_scores(name, prep) for name in BASELINES}))
+    (out / "baselines.json").write_text(json.dumps({name: baseline_scores(name, prep) for name in BASELINES if name not in PRETRAINED_BASELINES}))
     print(torch.get_num_threads())  # the process's own count, outside the pinned sections
     """
 )
