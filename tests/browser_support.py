@@ -55,6 +55,17 @@ def healthy(url: str) -> bool:
         return False
 
 
+def wait_healthy(url: str, proc, seconds: float, log: Path = None) -> None:
+    """Until the server at ``url`` answers its health check; raise (with the tail of ``log``) when
+    ``proc`` exits or ``seconds`` pass (a hang guard, not a speed verdict)."""
+    deadline = time.monotonic() + seconds
+    while not healthy(url):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            tail = log.read_text(errors="replace")[-3000:] if log is not None and log.exists() else ""
+            raise RuntimeError(f"streamlit did not start:\n{tail}")
+        time.sleep(0.3)
+
+
 @contextlib.contextmanager
 def streamlit_server(env: dict, logs: Path, port: int, start_guard_s: float):
     """``streamlit run app.py`` headless on ``port`` with ``env``, its output in ``logs/streamlit.log``;
@@ -68,11 +79,7 @@ def streamlit_server(env: dict, logs: Path, port: int, start_guard_s: float):
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + start_guard_s
-        while not healthy(url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not start:\n{(logs / 'streamlit.log').read_text()[-3000:]}")
-            time.sleep(0.3)
+        wait_healthy(url, proc, start_guard_s, logs / "streamlit.log")
         yield url
     finally:
         proc.terminate()

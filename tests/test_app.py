@@ -8,23 +8,18 @@ The app reads ``MUSICLUST_CHECKPOINTS`` / ``MUSICLUST_DATA`` / ``MUSICLUST_JOBS`
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import time
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from support import tree_digest, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "app.py")
 PAGES = ("pages/upload.py", "pages/latent_map.py", "pages/reconstructions.py", "pages/metrics.py")
 TIMEOUT = 180
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    """Every file under ``root`` (following the version links) -> SHA-256 of its bytes."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def no_exception(at: AppTest) -> None:
@@ -204,15 +199,6 @@ def test_corrupt_upload_shows_an_error_and_changes_nothing(app_env, real_clip_pa
 
 
 # --- retrain ------------------------------------------------------------------------------------
-def wait_for(predicate, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
-
 
 def start_from_sidebar(at: AppTest, models: list[str], epochs: int) -> AppTest:
     at.multiselect(key="retrain_models").set_value(models)
@@ -237,7 +223,7 @@ def test_retrain_runs_and_switches_the_model(own_env):
     jobs = RetrainJobs(jobs_dir, REPO)
     assert jobs.status().state in ("running", "succeeded")
     assert any("Retraining" in (p.proto.text or "") for p in at.get("progress")) or jobs.status().state == SUCCEEDED
-    status = wait_for(lambda: (s := jobs.status()).state != "running" and s, 400, "the retrain to finish")
+    status = wait_until(lambda: (s := jobs.status()).state != "running" and s, 400, "the retrain to finish")
     assert status.state == SUCCEEDED, f"{status.state}: {status.message}\n{jobs.log_path.read_text()[-2000:]}"
     at.run()
     no_exception(at)
@@ -260,19 +246,19 @@ def test_second_retrain_is_refused_and_cancel_keeps_the_model(own_env):
     first, second = open_app(), open_app()  # two browser sessions
     start_from_sidebar(first, ["basic_vae", "conv_vae"], 200)
     jobs = RetrainJobs(jobs_dir, REPO)
-    wait_for(jobs.is_running, 30, "the retrain to start")
+    wait_until(jobs.is_running, 30, "the retrain to start")
     start_from_sidebar(second, ["conv_vae"], 1)
     no_exception(second)
     assert any("already running" in w for w in texts(second, "warning")), texts(second, "warning")
 
-    wait_for(lambda: jobs.status().model, 200, "training to begin")
+    wait_until(lambda: jobs.status().model, 200, "training to begin")
     first.run()
     assert first.get("progress"), "the running job shows a progress bar"
     assert "epoch" in first.get("progress")[0].proto.text
     reloaded = open_app()  # a page reload is a new session: the progress comes from the status on disk
     assert reloaded.get("progress"), "a reload during the retrain shows its progress"
     first.button(key="cancel_retrain").click().run()
-    status = wait_for(lambda: (s := jobs.status()).state != "running" and s, 120, "the cancel to take effect")
+    status = wait_until(lambda: (s := jobs.status()).state != "running" and s, 120, "the cancel to take effect")
     assert status.state == "cancelled", status.message
     first.run()
     no_exception(first)
@@ -428,7 +414,7 @@ def test_group_source_and_k_go_to_the_train_command(own_env):
         assert args[args.index("--data") + 1] == dataset
     finally:
         jobs.cancel()
-        wait_for(lambda: not jobs.is_running(), 120, "the retrain to stop")
+        wait_until(lambda: not jobs.is_running(), 120, "the retrain to stop")
 
 
 def test_retrain_outcome_names_what_trained_for_its_own_data_set_and_can_be_dismissed(own_env, tmp_path):

@@ -9,7 +9,6 @@ traceback, lyrics shown as text, odd file names) run the real app through ``AppT
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import struct
@@ -25,6 +24,7 @@ from musiclust.config import FeatureConfig
 from musiclust.errors import AudioError, MusiclustError
 from musiclust.features.mel import compute_features
 from musiclust.service import MAX_LYRICS_CHARS, MAX_UPLOAD_BYTES, Service, clean_user_lyrics, dataset_slug
+from support import tree_digest
 
 SR = 22050
 MODEL = "mvae_poe"  # audio + optional lyrics: the model the app prefers
@@ -69,11 +69,6 @@ def flac_claiming(data: bytes, total_samples: int) -> bytes:
     packed = (packed & ~((1 << 36) - 1)) | total_samples
     struct.pack_into(">Q", out, 8 + 10, packed)
     return bytes(out)
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    """Every file under ``root`` (following the version links) -> SHA-256 of its bytes."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 # --- fixtures -----------------------------------------------------------------------------------

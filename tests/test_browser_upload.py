@@ -15,9 +15,8 @@ import subprocess
 import sys
 import time
 
-import urllib.request
-
 import pytest
+from browser_support import wait_healthy
 
 from test_browser import (  # noqa: F401  (fixtures: the app on the tiny trained models, Chromium)
     assert_no_exception, browser, free_port, open_page, server, shot, wait_idle,
@@ -42,21 +41,6 @@ ANSWER_SHOWN = """([before]) => {
 }"""
 PLAYER_STATES = """() => [...document.querySelectorAll("audio[data-testid='stAudio'], [data-testid='stAudio'] audio")]
   .map(a => ({src: a.currentSrc || a.src, readyState: a.readyState, error: a.error ? a.error.code : null}))"""
-
-
-def wait_healthy(url: str, proc, seconds: float = 120) -> None:
-    """Until the server at ``url`` answers its health check; raise when ``proc`` exits or time runs out."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("the one-line app did not start")
-        time.sleep(0.3)
 
 
 @contextlib.contextmanager

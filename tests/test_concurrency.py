@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import shutil
 import signal
@@ -28,12 +27,11 @@ import sys
 import textwrap
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_support import POINT_JS, SELECTED_JS
+from browser_support import POINT_JS, SELECTED_JS, wait_healthy
 import soundfile as sf
 
 from musiclust.serving import checkpoint as ckpt
@@ -42,22 +40,9 @@ from musiclust.errors import JobBusyError
 from musiclust.features.mel import FeatureStore, compute_features
 from musiclust.serving.jobs import RUNNING, RetrainJobs
 from musiclust.service import Service, dataset_slug
+from support import tree_digest, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def wait_until(predicate, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
 
 
 # --- two (eight) retrains at once ------------------------------------------------------------------
@@ -372,18 +357,7 @@ class Server:
             )
 
     def wait_healthy(self, seconds: float = HANG_MS / 1000) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as reply:
-                    if reply.status == 200:
-                        return
-            except OSError:
-                pass
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.3)
-        raise RuntimeError(f"streamlit did not start:\n{self.log.read_text(errors='replace')[-3000:]}")
+        wait_healthy(self.url, self.proc, seconds, self.log)
 
     def rss(self) -> int:
         import psutil
@@ -425,8 +399,6 @@ def _browser_cpu() -> float:
         except psutil.Error:
             pass
     return total
-
-
 
 
 async def _idle(page, timeout: float = HANG_MS) -> None:

@@ -35,13 +35,11 @@ from musiclust.serving.bundle import ModelBundle
 from musiclust.errors import CheckpointError
 from musiclust.features.mel import FeatureStore, compute_features
 from musiclust.service import Service, dataset_slug
+from support import tree_digest
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "conv_vae_fusion"  # the largest checkpoint: a conv VAE plus fusion state
 
-
-def tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 class Pickled:

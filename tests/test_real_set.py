@@ -132,22 +132,18 @@ def test_list_names_every_package_and_licence():
     assert "CC-BY-SA-3.0" in result.stdout and "GPL-3+" in result.stdout
 
 
+def build(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BUILDER), *args], capture_output=True, text=True, timeout=120)
+
+
 def test_bad_requests_fail_with_a_message(tmp_path):
-    unknown = subprocess.run([sys.executable, str(BUILDER), "--fixture", str(tmp_path / "x"), "--soundtracks", "nope"],
-                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    unknown = build("--fixture", str(tmp_path / "x"), "--soundtracks", "nope")
     assert unknown.returncode == 1 and "unknown soundtrack(s) nope" in unknown.stderr
-    foreign = tmp_path / "someone-elses-music"
-    foreign.mkdir()
-    (foreign / "keep.txt").write_text("not ours")
-    refused = subprocess.run([sys.executable, str(BUILDER), "--fixture", str(foreign)],
-                             capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert refused.returncode == 1 and "not a real-set folder" in refused.stderr
-    assert (foreign / "keep.txt").read_text() == "not ours"
-    # a folder with a .gitignore of its own (a repository) is not taken for one the builder made
-    repository = tmp_path / "a-repository"
-    repository.mkdir()
-    (repository / ".gitignore").write_text("*.pyc\n")
-    refused = subprocess.run([sys.executable, str(BUILDER), "--fixture", str(repository)],
-                             capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert refused.returncode == 1 and "not a real-set folder" in refused.stderr
-    assert (repository / ".gitignore").read_text() == "*.pyc\n"
+    # neither someone's folder nor a repository (a .gitignore of its own) is taken for one the builder made
+    for name, keep, text in (("someone-elses-music", "keep.txt", "not ours"), ("a-repository", ".gitignore", "*.pyc\n")):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / keep).write_text(text)
+        refused = build("--fixture", str(folder))
+        assert refused.returncode == 1 and "not a real-set folder" in refused.stderr, name
+        assert (folder / keep).read_text() == text

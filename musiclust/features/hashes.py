@@ -45,11 +45,8 @@ _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 def content_hash(path: Path) -> str:
     """SHA-256 of a file's bytes: the cache key, so a renamed file hits and an edited one misses."""
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()  # streamed: a long track is not read whole
 
 
 @dataclass(frozen=True)

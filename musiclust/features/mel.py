@@ -234,6 +234,22 @@ class FeatureReport:
     computed: int = 0
     cached: int = 0
 
+    def add(self, path: Path, result) -> bool:
+        """Record one file's outcome: a reason (str) it failed, or ``(features, was_cached)``. True when
+        the features were computed now (not read from the cache)."""
+        if isinstance(result, str):
+            self.failed[str(path)] = result
+            return False
+        features, was_cached = result
+        self.features[str(path)] = features
+        self.cached += was_cached
+        self.computed += not was_cached
+        return not was_cached
+
+    @property
+    def done(self) -> int:
+        return len(self.features) + len(self.failed)
+
 
 class FeatureStore:
     """On-disk cache of :class:`TrackFeatures`, one ``.npz`` per (file content, feature parameters).
@@ -335,16 +351,9 @@ class FeatureStore:
             if self.hashes.unsaved and time.monotonic() - last_save > HASH_SAVE_SECONDS:
                 self._save_hashes()
                 last_save = time.monotonic()
-            if isinstance(result, str):
-                report.failed[str(path)] = result
-            else:
-                features, was_cached = result
-                report.features[str(path)] = features
-                report.cached += was_cached
-                report.computed += not was_cached
-            done = len(report.features) + len(report.failed)
+            report.add(path, result)
             if progress is not None:
-                progress(done, len(paths))
+                progress(report.done, len(paths))
             elif bar is not None:
                 bar.update(1)
 

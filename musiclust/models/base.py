@@ -39,12 +39,16 @@ class VAEConfig:
     beta: float = 1.0  # weight of the KL term (1 = the plain ELBO)
 
     def __post_init__(self) -> None:
-        for name in ("latent_dim", "n_mels", "frames"):
+        self.check_positive_ints("latent_dim", "n_mels", "frames")
+        if not self.beta >= 0:
+            raise ParameterError(f"{type(self).__name__}.beta must be >= 0, got {self.beta!r}")
+
+    def check_positive_ints(self, *names: str) -> None:
+        """A :class:`ParameterError` naming the first of ``names`` that is not a positive integer."""
+        for name in names:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ParameterError(f"{type(self).__name__}.{name} must be a positive integer, got {value!r}")
-        if not self.beta >= 0:
-            raise ParameterError(f"{type(self).__name__}.beta must be >= 0, got {self.beta!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

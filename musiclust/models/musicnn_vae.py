@@ -58,10 +58,7 @@ class MusiCNNVAEConfig(ConvVAEConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("pretrained_dim", "hidden"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ParameterError(f"MusiCNNVAEConfig.{name} must be a positive integer, got {value!r}")
+        self.check_positive_ints("pretrained_dim", "hidden")
         if not isinstance(self.mel_expert, bool):
             raise ParameterError(f"MusiCNNVAEConfig.mel_expert must be true or false, got {self.mel_expert!r}")
         if not 0 <= self.mel_weight <= 1:

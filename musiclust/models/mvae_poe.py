@@ -32,10 +32,7 @@ class MVAEPoEConfig(ConvVAEConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("lyrics_dim", "lyrics_hidden"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ParameterError(f"MVAEPoEConfig.{name} must be a positive integer, got {value!r}")
+        self.check_positive_ints("lyrics_dim", "lyrics_hidden")
         if not self.lyrics_weight >= 0:
             raise ParameterError(f"MVAEPoEConfig.lyrics_weight must be >= 0, got {self.lyrics_weight!r}")
 

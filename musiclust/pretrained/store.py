@@ -34,7 +34,7 @@ import numpy as np
 from musiclust.config import FeatureConfig
 from musiclust.errors import CheckpointError, MusiclustError, ParameterError
 from musiclust.features.audio import load_audio
-from musiclust.features.mel import content_hash
+from musiclust.features.mel import FeatureReport, content_hash
 from musiclust.paths import PRETRAINED_CACHE
 from musiclust.pretrained import musicnn
 from musiclust.store.durable import save_npz_atomic
@@ -69,13 +69,10 @@ class PretrainedFeatures:
 
 
 @dataclass
-class PretrainedReport:
-    """What a batch extraction did: per-path features, skipped files (with why) and the time it took."""
+class PretrainedReport(FeatureReport):
+    """What a batch extraction did: per-path :class:`PretrainedFeatures`, skipped files (with why), and
+    the time it took."""
 
-    features: dict = field(default_factory=dict)  # path (str) -> PretrainedFeatures
-    failed: dict = field(default_factory=dict)  # path (str) -> reason
-    computed: int = 0
-    cached: int = 0
     seconds: float = 0.0  # wall time of the whole call
     compute_seconds: float = 0.0  # wall time summed over the tracks the network ran on (decode + resample + network)
     compute_cpu_seconds: float = 0.0  # CPU time of the same work (what a core spent, whatever the machine's load)
@@ -212,17 +209,11 @@ class PretrainedStore:
 
         def record(path: Path, outcome) -> None:
             result, seconds, cpu = outcome
-            if isinstance(result, str):
-                report.failed[str(path)] = result
-            else:
-                features, was_cached = result
-                report.features[str(path)] = features
-                report.cached += was_cached
-                report.computed += not was_cached
-                report.compute_seconds += 0.0 if was_cached else seconds
-                report.compute_cpu_seconds += 0.0 if was_cached else cpu
+            if report.add(path, result):
+                report.compute_seconds += seconds
+                report.compute_cpu_seconds += cpu
             if progress is not None:
-                progress(len(report.features) + len(report.failed), len(paths))
+                progress(report.done, len(paths))
 
         if jobs == 1 or len(paths) < 2:
             for path in paths:
