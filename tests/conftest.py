@@ -104,6 +104,14 @@ def _render(rows: list[dict]) -> dict[str, Path]:
     return {r["id"]: CLIP_CACHE / f"{r['id']}.wav" for r in rows}
 
 
+def pytest_sessionstart(session):
+    """Render the session's clips once, in the controlling process, before any test runs: with
+    pytest-xdist (``scripts/run-tests`` runs ``-n 2``) the workers then find them cached instead of
+    rendering the same files at once. Rendered clips are kept, so later runs only check they exist."""
+    if not hasattr(session.config, "workerinput"):
+        _render(_pick_rows())
+
+
 @pytest.fixture(scope="session")
 def real_rows() -> list[dict]:
     """Manifest rows of the rendered test clips (real groups, titles and lyrics)."""
