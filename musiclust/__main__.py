@@ -91,8 +91,9 @@ def cmd_features(args) -> int:
     return 0
 
 
-def _names(value: str, allowed: tuple) -> list[str]:
-    names = list(allowed) if value == "all" else [n.strip() for n in value.split(",") if n.strip()]
+def _names(value: str, allowed: tuple, every: tuple) -> list[str]:
+    """``--models``: comma-separated names of ``allowed``, or ``all`` for the ``every`` tuple (the defaults)."""
+    names = list(every) if value == "all" else [n.strip() for n in value.split(",") if n.strip()]
     unknown = [n for n in names if n not in allowed]
     if unknown or not names:
         raise ParameterError(f"unknown model name(s) {unknown or value!r}; choose from: {', '.join(allowed)} or all")
@@ -108,13 +109,13 @@ def _settings(args):
 def cmd_train(args) -> int:
     """Train models and switch in the checkpoint of each one that trained (see :mod:`musiclust.publish`)."""
     from musiclust.errors import TrainingCancelled
-    from musiclust.models.registry import MODEL_NAMES
+    from musiclust.models.registry import ALL_MODELS, MODEL_NAMES
     from musiclust.publish import train_and_publish
     from musiclust.serving import checkpoint as ckpt
     from musiclust.serving.jobs import CANCELLED, FAILED, SUCCEEDED, StatusReporter
     from musiclust.service import dataset_slug
 
-    names = _names(args.models, MODEL_NAMES)
+    names = _names(args.models, ALL_MODELS, MODEL_NAMES)  # an opt-in model by name; `all` = the default ones
     root = Path(args.checkpoints) / dataset_slug(args.data)
     if args.if_missing and all(n in ckpt.available(root) for n in names):
         print(f"models present in {root}; nothing to train", file=sys.stderr)
@@ -205,7 +206,7 @@ def cmd_evaluate(args) -> int:
     from musiclust.analysis.evaluation import ALL_NAMES, evaluate, to_records
     from musiclust.service import dataset_slug
 
-    names = _names(args.models, ALL_NAMES)
+    names = _names(args.models, ALL_NAMES, ALL_NAMES)
     results_name = _results_name(args) if args.save else None  # a bad name fails before minutes of training
     table = _table(args)
     started, load_at_start = time.perf_counter(), (os.getloadavg() if hasattr(os, "getloadavg") else None)
