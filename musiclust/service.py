@@ -186,9 +186,14 @@ class Service:
         loaded, skipped = {}, {}
         for name in names:
             try:
-                loaded[name] = self.bundle(name)
+                bundle = self.bundle(name)
             except MusiclustError as exc:
                 skipped[name] = str(exc)
+                continue
+            if track_id is None and audio is None and bundle.needs_pretrained:
+                skipped[name] = "it reads MusiCNN vectors of the track's audio, and only its spectrogram was given"
+            else:
+                loaded[name] = bundle
         if not loaded:
             raise ParameterError("no model to reconstruct with: " + "; ".join(f"{n}: {r}" for n, r in skipped.items()))
         if mel_db is None:
@@ -198,16 +203,12 @@ class Service:
         for name, bundle in loaded.items():
             if track_id is not None:
                 vectors = self.track_vectors(bundle, track_id)
-            elif not bundle.needs_pretrained:
-                vectors = None
-            elif audio is None:
-                skipped[name] = "it reads MusiCNN vectors of the track's audio, and only its spectrogram was given"
-                continue
+            elif bundle.needs_pretrained:  # a new track's, from its audio (decoded once per feature config)
+                if bundle.feature_config not in decoded:
+                    decoded[bundle.feature_config] = load_audio(audio, bundle.feature_config)
+                vectors = bundle.audio_vectors(decoded[bundle.feature_config])
             else:
-                config = bundle.feature_config
-                if config not in decoded:
-                    decoded[config] = load_audio(audio, config)
-                vectors = bundle.audio_vectors(decoded[config])
+                vectors = None
             label = answers.decoder_label(bundle, track_id, mel_db if track_id is None else None, lyrics, vectors)
             recon, error = bundle.reconstruction_error(mel_db, label.index if label else None, vectors)
             rows.append(Reconstruction(name, recon, error, label))
