@@ -130,7 +130,8 @@ def measure_upload(task: dict, ready: Callable[[], None]) -> dict:
     """Service.analyse against the real index and against the tiled one, alternated."""
     from bench.common import rss_mb
     from bench.replicas import tile_bundle
-    from musiclust.features.mel import compute_features
+    from musiclust.features.audio import load_audio
+    from musiclust.features.mel import audio_features
     from musiclust.service import Service
 
     class TiledService(Service):
@@ -156,7 +157,8 @@ def measure_upload(task: dict, ready: Callable[[], None]) -> dict:
     first_big = time.perf_counter() - t
     added = rss_mb() - before
     bundle_small, bundle_big = small.bundle(name), big.bundle(name)
-    mel = compute_features(data, bundle_small.feature_config).mel_db
+    y = load_audio(data, bundle_small.feature_config)
+    mel, vectors = audio_features(y, bundle_small.feature_config).mel_db, bundle_small.audio_vectors(y)
     ready()
     times = {"analyse_small": [], "analyse_big": [], "place_small": [], "place_big": []}
     answers = {}
@@ -167,7 +169,7 @@ def measure_upload(task: dict, ready: Callable[[], None]) -> dict:
             answers[tag] = service.analyse(name, data, lyrics)
             times[f"analyse_{tag}"].append(time.perf_counter() - t)
             t = time.perf_counter()
-            bundle.place(mel, lyrics)
+            bundle.place(mel, lyrics, pretrained=vectors)
             times[f"place_{tag}"].append(time.perf_counter() - t)
     return {
         "times": times,

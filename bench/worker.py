@@ -130,10 +130,11 @@ def _stages(service, name: str, data: bytes, task: dict) -> dict:
         t1 = time.perf_counter()
         mel = log_mel(y, cfg)
         mfcc_statistics(mel, cfg.n_mfcc, cfg.features_version)
+        vectors = bundle.audio_vectors(y)  # a model that reads MusiCNN vectors: their extraction is a feature (else None)
         t2 = time.perf_counter()
-        bundle.raw_embedding([mel], [lyrics])
+        bundle.raw_embedding([mel], [lyrics], None if vectors is None else [vectors])
         t3 = time.perf_counter()
-        bundle.place(mel, lyrics)  # encodes again: the rest is place() minus one encoding
+        bundle.place(mel, lyrics, pretrained=vectors)  # encodes again: the rest is place() minus one encoding
         t4 = time.perf_counter()
         stages["decode"].append(t1 - t)
         stages["features"].append(t2 - t1)

@@ -203,7 +203,7 @@ def _fit_fusion(prep: Prepared, audio_model, spec: ModelSpec, reuse: Optional[Mo
     if reuse is not None:  # the reused model's collection embeddings, un-centred: no second encoding pass
         audio = reuse.space * reuse.scaler.scale + reuse.scaler.mean
     else:
-        audio = _bundle_for(audio_model, spec, prep, None).raw_embedding(prep.table.mels, prep.table.lyrics)
+        audio = _bundle_for(audio_model, spec, prep, None).raw_embedding(prep.table.mels, prep.table.lyrics, prep.pretrained)
     s = prep.settings
     return HybridFusion.fit(
         audio, prep.lyrics, prep.has_lyrics, weight=s.fusion_weight, n_components=s.fusion_rank, seed=s.seed,

@@ -23,16 +23,16 @@ import torch
 
 from musiclust.serving import answers
 from musiclust.serving import checkpoint as ckpt
-from musiclust.features.audio import AudioSource
+from musiclust.features.audio import AudioSource, load_audio
 from musiclust.serving.answers import (  # noqa: F401  (re-exported: the answers of this door)
     ClusterCard, DecoderLabel, MetricsTable, ModelEntry, ModelInfo, Morph, Reconstruction, ReconstructionReport,
     model_catalogue,
 )
 from musiclust.serving.bundle import ModelBundle, Neighbour, Placement
 from musiclust.config import FeatureConfig
-from musiclust.paths import CHECKPOINTS
+from musiclust.paths import CHECKPOINTS, PRETRAINED_CACHE
 from musiclust.errors import AudioError, MusiclustError, ParameterError  # noqa: F401  (MusiclustError: what callers catch)
-from musiclust.features.mel import TrackFeatures, compute_features
+from musiclust.features.mel import TrackFeatures, audio_features, compute_features
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -77,9 +77,10 @@ def clean_user_lyrics(text: Optional[str]) -> Optional[str]:
 class Service:
     """Trained models of one data set, loaded once per checkpoint version (thread-safe)."""
 
-    def __init__(self, dataset: str = "default", root: Path = CHECKPOINTS):
+    def __init__(self, dataset: str = "default", root: Path = CHECKPOINTS, pretrained_cache: Path = PRETRAINED_CACHE):
         self.dataset = dataset
         self.root = Path(root) / dataset_slug(dataset)
+        self.pretrained_cache = Path(pretrained_cache)  # collection tracks' MusiCNN vectors (PretrainedStore), as training caches them
         self._lock = threading.Lock()
         self._bundles: dict[tuple[str, str], ModelBundle] = {}
         # Serving encodes one track at a time (~10 segments of 128 x 128, ~2 ms on one core): torch's
@@ -121,8 +122,9 @@ class Service:
                 f"the file is {len(audio) / 2**20:.1f} MB; the upload limit is {MAX_UPLOAD_BYTES / 2**20:.0f} MB"
             )
         bundle = self.bundle(name)
-        features = compute_features(audio, bundle.feature_config)
-        placement = bundle.place(features.mel_db, clean_user_lyrics(lyrics), n_neighbours)
+        y = load_audio(audio, bundle.feature_config)  # decoded once: the mel and, for a model that reads them,
+        features = audio_features(y, bundle.feature_config)  # the MusiCNN vectors come from the same samples
+        placement = bundle.place(features.mel_db, clean_user_lyrics(lyrics), n_neighbours, bundle.audio_vectors(y))
         return UploadAnswer(features, placement, name)
 
     def evaluation(self) -> Optional[dict]:
@@ -136,6 +138,10 @@ class Service:
     def track_path(self, bundle: ModelBundle, track_id: str) -> Path:
         """The audio file of a collection track (ids come from the checkpoint, never from user input)."""
         return Path(bundle.tracks[bundle.row(track_id)]["path"])
+
+    def track_vectors(self, bundle: ModelBundle, track_id: str) -> Optional[np.ndarray]:
+        """A collection track's MusiCNN vectors for a model that reads them (cached; ``None`` for the others)."""
+        return bundle.track_vectors(track_id, self.pretrained_cache)
 
     # --- what the pages ask, by model name ---------------------------------------------------------
     def model(self, name: str) -> ModelInfo:
@@ -167,28 +173,44 @@ class Service:
         return answers.decoder_label(self.bundle(name), track_id, mel_db, clean_user_lyrics(lyrics))
 
     def reconstruction_report(self, names: Sequence[str], track_id: Optional[str] = None,
-                              mel_db: Optional[np.ndarray] = None, lyrics: Optional[str] = None) -> ReconstructionReport:
+                              mel_db: Optional[np.ndarray] = None, lyrics: Optional[str] = None,
+                              audio: Optional[AudioSource] = None) -> ReconstructionReport:
         """A collection track (``track_id``) or a new track (its ``mel_db``, and ``lyrics`` to place it)
         reconstructed by each model of ``names``, with its error
         (:func:`musiclust.serving.bundle.reconstruction_mse`). A model that cannot be loaded is left out
-        and named in ``skipped`` with the reason."""
+        and named in ``skipped`` with the reason. A model that reads MusiCNN vectors gets a collection
+        track's from the cache, and a new track's from its ``audio`` (the upload ``mel_db`` was made from):
+        without it, that model is left out and named in ``skipped``."""
         _one_source(track_id, mel_db)
         lyrics = clean_user_lyrics(lyrics)
         loaded, skipped = {}, {}
         for name in names:
             try:
-                loaded[name] = self.bundle(name)
+                bundle = self.bundle(name)
             except MusiclustError as exc:
                 skipped[name] = str(exc)
+                continue
+            if track_id is None and audio is None and bundle.needs_pretrained:
+                skipped[name] = "it reads MusiCNN vectors of the track's audio, and only its spectrogram was given"
+            else:
+                loaded[name] = bundle
         if not loaded:
             raise ParameterError("no model to reconstruct with: " + "; ".join(f"{n}: {r}" for n, r in skipped.items()))
         if mel_db is None:
             first = next(iter(loaded.values()))
             mel_db = compute_features(self.track_path(first, track_id), first.feature_config).mel_db
-        rows = []
+        rows, decoded = [], {}
         for name, bundle in loaded.items():
-            label = answers.decoder_label(bundle, track_id, mel_db if track_id is None else None, lyrics)
-            recon, error = bundle.reconstruction_error(mel_db, label.index if label else None)
+            if track_id is not None:
+                vectors = self.track_vectors(bundle, track_id)
+            elif bundle.needs_pretrained:  # a new track's, from its audio (decoded once per feature config)
+                if bundle.feature_config not in decoded:
+                    decoded[bundle.feature_config] = load_audio(audio, bundle.feature_config)
+                vectors = bundle.audio_vectors(decoded[bundle.feature_config])
+            else:
+                vectors = None
+            label = answers.decoder_label(bundle, track_id, mel_db if track_id is None else None, lyrics, vectors)
+            recon, error = bundle.reconstruction_error(mel_db, label.index if label else None, vectors)
             rows.append(Reconstruction(name, recon, error, label))
         return ReconstructionReport(mel_db, rows, skipped)
 
@@ -198,7 +220,8 @@ class Service:
         bundle = self.bundle(name)
         mel_a, mel_b = self.collection_mel(name, track_a), self.collection_mel(name, track_b)
         label = answers.decoder_label(bundle, track_a)
-        walk = morph(bundle, mel_a, mel_b, steps, label.index if label else None)
+        walk = morph(bundle, mel_a, mel_b, steps, label.index if label else None,
+                     self.track_vectors(bundle, track_a), self.track_vectors(bundle, track_b))
         return Morph(walk, steps, self.model(name).segment_seconds, label)
 
     def sonify(self, name: str, mel_db: np.ndarray, n_iter: int = GRIFFIN_LIM_ITERATIONS) -> np.ndarray:
@@ -246,11 +269,13 @@ def sonify(mel_db: np.ndarray, config: FeatureConfig = FeatureConfig(), n_iter: 
     return (audio / peak * 10 ** (-1 / 20)).astype(np.float32) if peak > 0 else audio.astype(np.float32)
 
 
-def morph(bundle: ModelBundle, mel_a: np.ndarray, mel_b: np.ndarray, steps: int = 8, label_a: Optional[int] = None) -> np.ndarray:
-    """A log-mel that walks the straight line between two tracks' latents, one segment per step."""
+def morph(bundle: ModelBundle, mel_a: np.ndarray, mel_b: np.ndarray, steps: int = 8, label_a: Optional[int] = None,
+          pretrained_a: Optional[np.ndarray] = None, pretrained_b: Optional[np.ndarray] = None) -> np.ndarray:
+    """A log-mel that walks the straight line between two tracks' latents, one segment per step
+    (``pretrained_a``/``_b``: the tracks' MusiCNN vectors, for a model that reads them)."""
     if not 2 <= steps <= 32:
         raise ParameterError(f"steps must be between 2 and 32, got {steps}")
-    za, zb = bundle.latent_of(mel_a), bundle.latent_of(mel_b)
+    za, zb = bundle.latent_of(mel_a, pretrained=pretrained_a), bundle.latent_of(mel_b, pretrained=pretrained_b)
     t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
     return bundle.decode_latents((1 - t) * za + t * zb, label_a)
 

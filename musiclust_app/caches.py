@@ -42,13 +42,14 @@ def collection_mel(ctx: Context, track_id: str) -> np.ndarray:
 
 @st.cache_data(show_spinner="Reconstructing…", max_entries=64)
 def _report(dataset: str, root: str, models: tuple, source: tuple, _mel_db: Optional[np.ndarray],
-            lyrics: Optional[str]) -> ReconstructionReport:
-    """``models`` = ((name, version), …); ``source`` = ("track", id) or ("upload", digest of the upload)."""
+            lyrics: Optional[str], _audio: Optional[bytes] = None) -> ReconstructionReport:
+    """``models`` = ((name, version), …); ``source`` = ("track", id) or ("upload", digest of the upload,
+    whose bytes ``_audio`` give a model that reads MusiCNN vectors its input)."""
     names = [name for name, _ in models]
     service = get_service(dataset, root)
     if source[0] == "track":
         return service.reconstruction_report(names, track_id=source[1])
-    return service.reconstruction_report(names, mel_db=_mel_db, lyrics=lyrics)
+    return service.reconstruction_report(names, mel_db=_mel_db, lyrics=lyrics, audio=_audio)
 
 
 def reconstruction_report(ctx: Context, names: Sequence[str], track_id: Optional[str] = None,
@@ -56,7 +57,8 @@ def reconstruction_report(ctx: Context, names: Sequence[str], track_id: Optional
     """Each model's reconstruction of a collection track, or of the last upload (``st.session_state["last_upload"]``)."""
     models = tuple((name, ctx.version(name)) for name in names)
     if upload is not None:
-        return _report(ctx.dataset, str(ctx.root), models, ("upload", upload["digest"]), upload["mel_db"], upload.get("lyrics"))
+        return _report(ctx.dataset, str(ctx.root), models, ("upload", upload["digest"]), upload["mel_db"], upload.get("lyrics"),
+                       upload.get("bytes"))
     return _report(ctx.dataset, str(ctx.root), models, ("track", track_id), None, None)
 
 

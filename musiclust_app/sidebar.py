@@ -212,13 +212,26 @@ def rescan_button(ctx: Context) -> None:
             st.rerun()
 
 
+def models_help(opt_in: list[str]) -> str:
+    """The retrain form's model help: what the opt-in models (not picked unless chosen) cost."""
+    help_text = "The models to train; a model that cannot train on this data set is skipped with the reason."
+    if opt_in:
+        help_text += (f" Opt-in ({', '.join(opt_in)}): not picked by default, as it reads the pretrained MusiCNN tagger's "
+                      "view of every track. Its first training extracts it per track, a few CPU-seconds per 30 s clip; "
+                      "the vectors are cached, so later retrains reuse them (an upload's are extracted as it is placed).")
+    return help_text
+
+
 def retrain_form(ctx: Context) -> None:
-    names = [m.name for m in model_catalogue()]
+    catalogue = model_catalogue()
+    names = [m.name for m in catalogue]
+    opt_in = [m.name for m in catalogue if m.opt_in]
     defaults = training_defaults()
     with st.expander("Retrain models", expanded=False, icon=":material/model_training:"):
         library_settings(ctx)
         with st.form("retrain_form", border=False):
-            models = st.multiselect("Models", names, default=[ctx.model] if ctx.model else names, key="retrain_models")
+            models = st.multiselect("Models", names, default=[ctx.model] if ctx.model else [n for n in names if n not in opt_in],
+                                    key="retrain_models", help=models_help(opt_in))
             a, b = st.columns(2)
             epochs = a.number_input("Epochs", 1, 1000, defaults["epochs"], key="retrain_epochs",
                                     help="At most this many; training stops early when the validation loss stops improving")

@@ -394,7 +394,9 @@ def test_a_new_data_set_does_not_inherit_the_retrain_model(app_env, tmp_path, re
     at.selectbox(key="dataset_choice").set_value("__other__").run()
     at.text_input(key="dataset_path").input(str(folder)).run()
     no_exception(at)
-    assert at.multiselect(key="retrain_models").value == [m.name for m in model_catalogue()], "every model, not the last one"
+    assert at.multiselect(key="retrain_models").value == [m.name for m in model_catalogue() if not m.opt_in], \
+        "every default model, not the last one (nor an opt-in one)"
+    assert at.multiselect(key="retrain_models").options == [m.name for m in model_catalogue()], "every model is offered"
     assert at.selectbox(key="library_groups").value == "auto"
 
 

@@ -42,8 +42,9 @@ def load_table(args):
     return table
 
 
-def model_names(value: str, allowed: tuple) -> list[str]:
-    names = list(allowed) if value == "all" else [n.strip() for n in value.split(",") if n.strip()]
+def model_names(value: str, allowed: tuple, every: tuple = None) -> list[str]:
+    """``--models``: comma-separated names of ``allowed``, or ``all`` for ``every`` (default: ``allowed``)."""
+    names = list(allowed if every is None else every) if value == "all" else [n.strip() for n in value.split(",") if n.strip()]
     unknown = [n for n in names if n not in allowed]
     if unknown or not names:
         raise ParameterError(f"unknown model name(s) {unknown or value!r}; choose from: {', '.join(allowed)} or all")

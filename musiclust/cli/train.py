@@ -13,13 +13,13 @@ from musiclust.cli.common import worker_count, model_names, settings_from, load_
 def cmd_train(args) -> int:
     """Train models and switch in the checkpoint of each one that trained (see :mod:`musiclust.publish`)."""
     from musiclust.errors import TrainingCancelled
-    from musiclust.models.registry import MODEL_NAMES
+    from musiclust.models.registry import ALL_MODELS, MODEL_NAMES
     from musiclust.publish import train_and_publish
     from musiclust.serving import checkpoint as ckpt
     from musiclust.serving.jobs import CANCELLED, FAILED, SUCCEEDED, StatusReporter
     from musiclust.service import dataset_slug
 
-    names = model_names(args.models, MODEL_NAMES)
+    names = model_names(args.models, ALL_MODELS, MODEL_NAMES)  # an opt-in model by name; `all` = the default ones
     root = Path(args.checkpoints) / dataset_slug(args.data)
     if args.if_missing and all(n in ckpt.available(root) for n in names):
         print(f"models present in {root}; nothing to train", file=sys.stderr)

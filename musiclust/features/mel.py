@@ -217,7 +217,12 @@ class TrackFeatures:
 
 def compute_features(source: AudioSource, config: FeatureConfig = FeatureConfig()) -> TrackFeatures:
     """Decode, validate and featurize one file or upload (raises :class:`AudioError` on bad audio)."""
-    y = load_audio(source, config)
+    return audio_features(load_audio(source, config), config)
+
+
+def audio_features(y: np.ndarray, config: FeatureConfig = FeatureConfig()) -> TrackFeatures:
+    """Featurize decoded audio ``y`` (mono, ``config.sample_rate``, from :func:`load_audio`): what
+    :func:`compute_features` does after decoding, for a caller that reads the same samples twice."""
     mel = log_mel(y, config)
     stats = mfcc_statistics(mel, config.n_mfcc, config.features_version)
     if not (np.isfinite(mel).all() and np.isfinite(stats).all()):  # defence in depth: never hand NaN to a model

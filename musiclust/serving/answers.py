@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Optional
 import numpy as np
 
 from musiclust.config import FeatureConfig
-from musiclust.models.registry import DISPLAY_ORDER, SPECS
+from musiclust.models.registry import DISPLAY_ORDER, OPT_IN_MODELS, SPECS
 from musiclust.serving.bundle import ModelBundle, Neighbour
 
 if TYPE_CHECKING:  # pandas is imported where a table is built: placing an upload needs none
@@ -34,12 +34,13 @@ class ModelEntry:
     joins_lyrics: bool  # the hybrid join: a track given without lyrics reads as one without words
     conditioned_on_label: bool
     reuses: Optional[str]  # the model whose trained network this one takes as it is
+    opt_in: bool = False  # not trained by default (it reads a pretrained network's vectors): see registry.OPT_IN_MODELS
 
 
 def model_catalogue() -> list[ModelEntry]:
     """Every known model, in the order the app offers them (from :mod:`musiclust.models.registry`)."""
     return [
-        ModelEntry(n, s.blurb, s.uses_lyrics, s.joins_lyrics, s.conditioned_on_label, s.reuses)
+        ModelEntry(n, s.blurb, s.uses_lyrics, s.joins_lyrics, s.conditioned_on_label, s.reuses, n in OPT_IN_MODELS)
         for n, s in ((n, SPECS[n]) for n in DISPLAY_ORDER)
     ]
 
@@ -146,9 +147,10 @@ class DecoderLabel:
 
 
 def decoder_label(bundle: ModelBundle, track_id: Optional[str] = None, mel_db: Optional[np.ndarray] = None,
-                  lyrics: Optional[str] = None) -> Optional[DecoderLabel]:
-    """The label to decode a collection track (``track_id``) or a new track (``mel_db``) with; ``None`` when
-    the model's decoder is not conditioned on a label."""
+                  lyrics: Optional[str] = None, pretrained: Optional[np.ndarray] = None) -> Optional[DecoderLabel]:
+    """The label to decode a collection track (``track_id``) or a new track (``mel_db``, with its MusiCNN
+    vectors ``pretrained`` for a model that reads them) with; ``None`` when the model's decoder is not
+    conditioned on a label."""
     if not bundle.conditioned_on_label:
         return None
     if track_id is not None:
@@ -159,7 +161,7 @@ def decoder_label(bundle: ModelBundle, track_id: Optional[str] = None, mel_db: O
             return DecoderLabel(bundle.label_names.index(group), group, "group", cluster)
         source = "cluster"
     else:
-        cluster = bundle.place(mel_db, lyrics).cluster
+        cluster = bundle.place(mel_db, lyrics, pretrained=pretrained).cluster
         source = "placed"
     label = bundle.default_label(cluster)
     return DecoderLabel(label, bundle.label_names[label], source, cluster)

@@ -8,6 +8,7 @@ and what :mod:`musiclust.service` serves to the app and the CLI.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -19,9 +20,10 @@ from musiclust.config import FeatureConfig
 from musiclust.store.table import MelNormalizer, track_segments
 from musiclust.errors import CheckpointError, MusiclustError, ParameterError
 from musiclust.features.tfidf import LyricsTfidf
-from musiclust.models import build_model
+from musiclust.models import build_model, registry
 from musiclust.models.hybrid import HybridFusion
 from musiclust.models.base import BaseVAE
+from musiclust.paths import PRETRAINED_CACHE
 
 EMBED_BATCH = 64
 
@@ -114,10 +116,41 @@ class ModelBundle:
             audio = self.fusion(audio, rows, mask)  # (N, latent + lyrics components)
         return audio.astype(np.float32)
 
+    # --- pretrained vectors, for a model that reads them -------------------------------------
+    @property
+    def needs_pretrained(self) -> bool:
+        """True when the model reads a pretrained network's vectors per segment (its registry spec says so):
+        every encoding then needs them beside the mel (:meth:`audio_vectors`, :meth:`track_vectors`)."""
+        spec = registry.SPECS.get(self.name)
+        return bool(spec is not None and spec.needs_pretrained)
+
+    def audio_vectors(self, y: np.ndarray) -> Optional[np.ndarray]:
+        """``(S, 250)`` MusiCNN vectors of decoded audio ``y`` (the samples its mel was made from, by
+        :func:`~musiclust.features.audio.load_audio` with :attr:`feature_config`), one per mel segment;
+        ``None`` for a model that does not read them (and then MusiCNN is not even imported)."""
+        if not self.needs_pretrained:
+            return None
+        from musiclust.pretrained.store import aligned_features
+
+        return aligned_features(y, self.feature_config).vectors
+
+    def track_vectors(self, track_id: str, root: Path = PRETRAINED_CACHE) -> Optional[np.ndarray]:
+        """``(S, 250)`` MusiCNN vectors of a collection track, aligned with its mel segments, from the
+        :class:`~musiclust.pretrained.store.PretrainedStore` cache under ``root`` (extracted and cached
+        when missing, as training does); ``None`` for a model that does not read them."""
+        if not self.needs_pretrained:
+            return None
+        from musiclust.pretrained.store import PretrainedStore
+
+        features, _ = PretrainedStore(root, self.feature_config).get(Path(self.tracks[self.row(track_id)]["path"]))
+        return features.vectors
+
     # --- placing a new track ---------------------------------------------------------------
-    def place(self, mel_db: np.ndarray, lyrics: Optional[str] = None, n_neighbours: int = 5) -> Placement:
-        """Cluster, map position and nearest collection tracks of one new track."""
-        point = self.scaler(self.raw_embedding([mel_db], [lyrics]))[0]  # (D,)
+    def place(self, mel_db: np.ndarray, lyrics: Optional[str] = None, n_neighbours: int = 5,
+              pretrained: Optional[np.ndarray] = None) -> Placement:
+        """Cluster, map position and nearest collection tracks of one new track (``pretrained`` ``(S, 250)``:
+        its segments' vectors, for a model that reads them: :meth:`audio_vectors`)."""
+        point = self.scaler(self.raw_embedding([mel_db], [lyrics], None if pretrained is None else [pretrained]))[0]  # (D,)
         cluster, distance = assign(point[None], self.centres)
         cluster = int(cluster[0])
         members = self.space[self.labels == cluster]
@@ -206,9 +239,10 @@ class ModelBundle:
             recon = self.model.reconstruct(batch).squeeze(1).numpy()  # (S, n_mels, frames)
         return self.normalizer.invert(np.concatenate(list(recon), axis=1))
 
-    def reconstruction_error(self, mel_db: np.ndarray, label: Optional[int] = None) -> tuple[np.ndarray, float]:
+    def reconstruction_error(self, mel_db: np.ndarray, label: Optional[int] = None,
+                             pretrained: Optional[np.ndarray] = None) -> tuple[np.ndarray, float]:
         """The reconstruction of a whole track's log-mel and its :func:`reconstruction_mse` (dB²)."""
-        recon = self.reconstruct(mel_db, label)
+        recon = self.reconstruct(mel_db, label, pretrained)
         return recon, reconstruction_mse(mel_db, recon)
 
     def decode_latents(self, z: np.ndarray, label: Optional[int] = None) -> np.ndarray:
@@ -221,12 +255,13 @@ class ModelBundle:
             self.model.train(was_training)
         return self.normalizer.invert(np.concatenate(list(out), axis=1))
 
-    def latent_of(self, mel_db: np.ndarray, lyrics: Optional[str] = None) -> np.ndarray:
-        """The model-space latent (not standardised, no fusion part) of one track: ``(latent,)``."""
+    def latent_of(self, mel_db: np.ndarray, lyrics: Optional[str] = None, pretrained: Optional[np.ndarray] = None) -> np.ndarray:
+        """The model-space latent (not standardised, no fusion part) of one track: ``(latent,)``
+        (``pretrained``: its segments' vectors, for a model that reads them)."""
         rows, mask = self._lyrics_rows([lyrics])
         segs = track_segments(mel_db, self.normalizer, self.feature_config.segment_frames)
         with torch.inference_mode():
-            return self.embed_segments(segs, rows[0], mask[0])
+            return self.embed_segments(segs, rows[0], mask[0], pretrained)
 
     # --- checkpoint round trip --------------------------------------------------------------
     def to_checkpoint(self) -> ckpt.Checkpoint:

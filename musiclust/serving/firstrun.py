@@ -45,10 +45,11 @@ class BuildPlan:
 
 
 def model_order() -> tuple[str, ...]:
-    """Models in the order the app offers them, each after any model whose network it reuses."""
-    from musiclust.models.registry import DISPLAY_ORDER, training_order
+    """The default models (not the opt-in ones: :data:`~musiclust.models.registry.MODEL_NAMES`) in the
+    order the app offers them, each after any model whose network it reuses."""
+    from musiclust.models.registry import DISPLAY_ORDER, MODEL_NAMES, training_order
 
-    return tuple(training_order(DISPLAY_ORDER))
+    return tuple(training_order(n for n in DISPLAY_ORDER if n in MODEL_NAMES))
 
 
 def plan(variant: str = "natural", checkpoints: Optional[Path] = None) -> BuildPlan:
