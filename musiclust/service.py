@@ -177,7 +177,7 @@ class Service:
                               audio: Optional[AudioSource] = None) -> ReconstructionReport:
         """A collection track (``track_id``) or a new track (its ``mel_db``, and ``lyrics`` to place it)
         reconstructed by each model of ``names``, with its error
-        (:func:`musiclust.serving.bundle.reconstruction_mse`). A model that cannot be loaded is left out
+        (:func:`musiclust.analysis.reconstruction.reconstruction_mse_db`). A model that cannot be loaded is left out
         and named in ``skipped`` with the reason. A model that reads MusiCNN vectors gets a collection
         track's from the cache, and a new track's from its ``audio`` (the upload ``mel_db`` was made from):
         without it, that model is left out and named in ``skipped``."""

@@ -173,7 +173,7 @@ class Reconstruction:
 
     model: str
     mel_db: np.ndarray  # (n_mels, T')
-    mse_db: float  # dB², from musiclust.serving.bundle.reconstruction_mse
+    mse_db: float  # dB², from musiclust.analysis.reconstruction.reconstruction_mse_db
     label: Optional[DecoderLabel]
 
 

@@ -18,6 +18,7 @@ from musiclust.serving import checkpoint as ckpt
 from musiclust.analysis.clustering import Standardizer, assign, nearest, place_on_map, squared_norms
 from musiclust.config import FeatureConfig
 from musiclust.store.table import MelNormalizer, track_segments
+from musiclust.analysis.reconstruction import reconstruction_mse_db
 from musiclust.errors import CheckpointError, MusiclustError, ParameterError
 from musiclust.features.tfidf import LyricsTfidf
 from musiclust.models import build_model, registry
@@ -241,9 +242,10 @@ class ModelBundle:
 
     def reconstruction_error(self, mel_db: np.ndarray, label: Optional[int] = None,
                              pretrained: Optional[np.ndarray] = None) -> tuple[np.ndarray, float]:
-        """The reconstruction of a whole track's log-mel and its :func:`reconstruction_mse` (dB²)."""
+        """The reconstruction of a whole track's log-mel and its error in dB², scored as in the evaluation
+        and as PCA's (:func:`~musiclust.analysis.reconstruction.reconstruction_mse_db`)."""
         recon = self.reconstruct(mel_db, label, pretrained)
-        return recon, reconstruction_mse(mel_db, recon)
+        return recon, reconstruction_mse_db(mel_db, recon)
 
     def decode_latents(self, z: np.ndarray, label: Optional[int] = None) -> np.ndarray:
         """Decode latent points ``(S, latent)`` into consecutive mel segments, in dB ``(n_mels, S * frames)``."""
@@ -366,19 +368,6 @@ class ModelBundle:
         if bad:  # checked here, not when a page first shows a neighbour (a KeyError in the page)
             raise CheckpointError(f"checkpoint {where} is inconsistent: a malformed track or label entry ({str(bad[0])[:80]})")
         return bundle
-
-
-def reconstruction_mse(original_db: np.ndarray, reconstruction_db: np.ndarray) -> float:
-    """Mean squared error in dB² between a log-mel ``(n_mels, T)`` and its reconstruction ``(n_mels, T')``,
-    over the frames both cover: a reconstruction drops a trailing partial segment (``T' < T``), and that
-    of a track shorter than one segment is one whole, tiled segment (``T' > T``)."""
-    if original_db.ndim != 2 or reconstruction_db.ndim != 2 or original_db.shape[0] != reconstruction_db.shape[0]:
-        raise ParameterError(f"two log-mels with the same bands are needed, got {original_db.shape} and {reconstruction_db.shape}")
-    width = min(original_db.shape[1], reconstruction_db.shape[1])
-    if width == 0:
-        raise ParameterError("an empty log-mel has no reconstruction error")
-    diff = reconstruction_db[:, :width].astype(np.float64) - original_db[:, :width]
-    return float(np.mean(diff**2))
 
 
 def _track_entry_ok(track) -> bool:
