@@ -46,7 +46,9 @@ def _evaluate_command(args) -> str:
     """The command line that reproduces this evaluation (every option that changes a score)."""
     parts = ["python -m musiclust evaluate", f"--data {args.data}", f"--models {args.models}", f"--seeds {args.seeds}",
              f"--seed {args.seed}", f"--latent-dim {args.latent_dim}", f"--beta {args.beta:g}"]
-    parts += [f"--{flag} {value}" for flag, value in (("epochs", args.epochs), ("k", args.k), ("features", args.features)) if value is not None]
+    parts += [f"--{flag} {value}" for flag, value in (("groups", None if args.groups == "auto" else args.groups),
+              ("group-column", args.group_column), ("epochs", args.epochs), ("k", args.k), ("features", args.features),
+              ("results-name", args.results_name)) if value is not None]
     return " ".join(parts + ["--save"])
 
 

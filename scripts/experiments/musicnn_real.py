@@ -38,7 +38,7 @@ from musiclust.paths import PRETRAINED_CACHE, RESULTS_DIR  # noqa: E402
 from musiclust.pretrained.store import PretrainedStore  # noqa: E402
 from musiclust.store.table import TrackTable, featurize  # noqa: E402
 
-REAL = Path(os.environ.get("MUSICLUST_REAL_SET", "/work/wt-realset/data/real"))
+REAL = Path(os.environ.get("MUSICLUST_REAL_SET", Path(__file__).resolve().parents[2] / "data" / "real"))
 
 
 AT_START = results.git_state(REPO)  # the code that runs is the code at start, whatever is committed meanwhile
@@ -68,6 +68,22 @@ def split_halves(collection: Collection) -> tuple[list, list]:
         selection += tracks[:half]
         report += tracks[half:]
     return selection, report
+
+
+def halves(args) -> None:
+    """``selection-half.csv`` and ``report-half.csv`` in the set's folder (path, title, genre = soundtrack):
+    ``python -m musiclust evaluate --data data/real/report-half.csv --groups column`` scores the report half."""
+    import csv
+
+    selection, report = split_halves(load_folder(REAL, groups="folder"))
+    for name, tracks in (("selection", selection), ("report", report)):
+        out = REAL / f"{name}-half.csv"
+        with out.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["path", "title", "genre"])
+            for t in tracks:
+                writer.writerow([str(Path(t.path).resolve().relative_to(REAL.resolve())), t.title, t.group])
+        print(f"{out}: {len(tracks)} tracks")
 
 
 def subset(collection: Collection, tracks: list, name: str) -> Collection:
@@ -277,8 +293,9 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=45, help="chosen on the selection half (see the select results)")
     p.add_argument("--models", default="")
     p.add_argument("--save", action="store_true")
+    sub.add_parser("halves", help="write the two halves as CSV manifests beside the set, for `musiclust evaluate --data`")
     args = parser.parse_args()
-    {"extract": extract, "select": select, "report": report}[args.stage](args)
+    {"extract": extract, "select": select, "report": report, "halves": halves}[args.stage](args)
 
 
 if __name__ == "__main__":
