@@ -24,6 +24,7 @@ from musiclust.determinism import reproducible
 from musiclust.errors import DataError, ParameterError
 from musiclust.features.tfidf import LyricsTfidf
 from musiclust.analysis.metrics import score_partition
+from musiclust.analysis.baselines import SegmentPCA
 from musiclust.analysis.reconstruction import mean_reconstruction_mse_db
 from musiclust.models import build_model
 from musiclust.models import registry
@@ -81,6 +82,14 @@ class Prepared:
     k: int = 0  # clusters: set by prepare() (see _choose_k)
     k_choice: dict = field(default_factory=dict)  # how k was chosen: {"k", "source"[, the sweep's record]}
     pretrained: Optional[list] = None  # per track (S_i, 250) MusiCNN vectors: musiclust.pretrained.store.attach_pretrained
+    _pca: Optional[SegmentPCA] = field(default=None, repr=False)
+
+    def segment_pca(self) -> SegmentPCA:
+        """PCA with as many components as the latent, fitted once on the training tracks' segments: the
+        ``pca_kmeans`` baseline, and the reconstruction reference each trained model carries."""
+        if self._pca is None:
+            self._pca = SegmentPCA(self.settings.latent_dim, self.settings.seed).fit([self.segments[i] for i in self.train_rows])
+        return self._pca
 
     def data(self, rows: np.ndarray, with_labels: bool = False) -> SegmentData:
         labels = self.label_idx[rows] if with_labels else None
@@ -241,6 +250,7 @@ def _bundle_for(model, spec: ModelSpec, prep: Prepared, fusion: Optional[HybridF
         tracks=tracks,
         label_names=table.label_names(),
         fusion=fusion,
+        pca=prep.segment_pca(),
         # no vocabulary, or a lyrics join left out (too few lyrics): a pasted text cannot change a placement
         meta={"uses_lyrics": spec.uses_lyrics and prep.tfidf.dim > 0 and (fusion is not None or not spec.joins_lyrics)},
     )

@@ -212,7 +212,7 @@ class Service:
             label = answers.decoder_label(bundle, track_id, mel_db if track_id is None else None, lyrics, vectors)
             recon, error = bundle.reconstruction_error(mel_db, label.index if label else None, vectors)
             rows.append(Reconstruction(name, recon, error, label))
-        return ReconstructionReport(mel_db, rows, skipped)
+        return ReconstructionReport(mel_db, rows, skipped, _pca_reference(loaded.values(), mel_db))
 
     def morph(self, name: str, track_a: str, track_b: str, steps: int = 8) -> Morph:
         """The straight walk from collection track A's latent to B's, decoded one segment per step; a
@@ -232,6 +232,16 @@ class Service:
         """How model ``name``'s k was chosen (given, one per group, or a sweep with its curve), from its
         manifest; ``None`` for a checkpoint that does not record it."""
         return k_choice_of(self.bundle(name).meta.get("k_choice"))
+
+
+def _pca_reference(bundles, mel_db: np.ndarray) -> Optional[Reconstruction]:
+    """The first model's PCA reference reconstructing ``mel_db`` (None when no checkpoint carries one)."""
+    for bundle in bundles:
+        done = bundle.pca_reconstruction(mel_db)
+        if done is not None:
+            recon, error = done
+            return Reconstruction(f"PCA, {len(bundle.pca.components_)} components", recon, error, None)
+    return None
 
 
 def _one_source(track_id: Optional[str], mel_db: Optional[np.ndarray]) -> None:

@@ -62,9 +62,9 @@ def db_range(*mels: np.ndarray) -> tuple[float, float]:
 def reconstruction_figure(report: ReconstructionReport, title: str, config: FeatureConfig) -> go.Figure:
     """The original above each model's reconstruction, cut to the frames all cover, on one dB scale."""
     width = report.width
-    mels = [report.original_db[:, :width]] + [row.mel_db[:, :width] for row in report.rows]
+    mels = [report.original_db[:, :width]] + [row.mel_db[:, :width] for row in report.all_rows]
     zmin, zmax = db_range(*mels)
-    titles = [f"original · {html.escape(str(title))}"] + [f"{row.model} · MSE {row.mse_db:.1f} dB²" for row in report.rows]
+    titles = [f"original · {html.escape(str(title))}"] + [f"{row.model} · MSE {row.mse_db:.1f} dB²" for row in report.all_rows]
     fig = make_subplots(rows=len(mels), cols=1, shared_xaxes=True, vertical_spacing=0.04, subplot_titles=titles)
     for i, mel in enumerate(mels, start=1):
         fig.add_trace(mel_trace(mel, config, coloraxis="coloraxis"), row=i, col=1)

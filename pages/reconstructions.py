@@ -12,7 +12,8 @@ ctx = ui.page_context()
 st.title("Reconstructions")
 st.caption(
     "A track's log-mel spectrogram beside each trained model's reconstruction, on one dB colour scale, with the "
-    "reconstruction error. Spectrograms have no phase, so the audio is rendered back with Griffin-Lim: the "
+    "reconstruction error, and below them the reference a VAE should beat: PCA of the same segments with as many "
+    "components as the latent, fitted on the same training tracks. Spectrograms have no phase, so the audio is rendered back with Griffin-Lim: the "
     "original goes through the same rendering, so you compare like with like."
 )
 
@@ -76,9 +77,9 @@ for name in (n for n in (r.model for r in report.rows) if REUSES.get(n) in names
     st.caption(f"{name} reuses {REUSES[name]}'s network and adds to it after the encoder only, so it reconstructs "
                f"exactly as {REUSES[name]} does when both come from the same training run.")
 errors = pd.DataFrame({
-    "model": [r.model for r in report.rows],
-    "reconstruction MSE (dB²)": [r.mse_db for r in report.rows],
-    "decoder label": [label_text(r.label) for r in report.rows],
+    "model": [r.model for r in report.all_rows],
+    "reconstruction MSE (dB²)": [r.mse_db for r in report.all_rows],
+    "decoder label": [label_text(r.label) for r in report.all_rows],
 })
 st.dataframe(errors, hide_index=True, column_config={"reconstruction MSE (dB²)": st.column_config.NumberColumn(format="%.1f")})
 
@@ -95,8 +96,8 @@ items = [("Original file", lambda: st.audio(last["bytes"], format=last["mime"]) 
 if render:
     items.append(("Original, via Griffin-Lim", lambda: ui.play_audio(
         ui.sonified(ctx, ("original", frames, *source_key), report.original_db[:, :frames]), config)))
-    for r in report.rows:
-        key = (r.model, ctx.version(r.model), frames, *source_key)
+    for r in report.all_rows:  # the PCA reference is keyed by the models it came with
+        key = (r.model, *(ctx.version(n) for n in names), frames, *source_key)
         items.append((r.model, lambda key=key, r=r: ui.play_audio(ui.sonified(ctx, key, r.mel_db[:, :frames]), config)))
 for start in range(0, len(items), 3):
     for cell, (label, play) in zip(st.columns(3), items[start : start + 3]):

@@ -81,3 +81,27 @@ def test_evaluate_json_carries_pca_reconstruction_error(real_table, prepared):
     expected = pca_reconstruction_mse_db(pca, real_table, prepared.normalizer, prepared.val_rows, prepared.segments)
     assert records["pca_kmeans"]["reconstruction_mse_db"] == pytest.approx(expected, rel=1e-6)
     assert records["mfcc_kmeans"].get("reconstruction_mse_db") is None  # MFCC statistics reconstruct nothing
+
+
+def test_reconstructions_page_shows_the_pca_reference_each_checkpoint_carries(trained_checkpoints, real_music_folder, real_table):
+    """A trained model's checkpoint holds the PCA fitted beside it; the page's report reconstructs a
+    track with it exactly as a PCA fitted afresh on the same split does, and draws it below the models."""
+    from conftest import TRAIN_BRIEFLY
+    from musiclust.pipeline import Settings, prepare
+    from musiclust.service import Service
+    from musiclust.store.table import track_segments
+
+    service = Service(str(real_music_folder), trained_checkpoints)
+    name = service.models()[0]
+    track = service.track_table(name).iloc[0]
+    report = service.reconstruction_report([name], track_id=track["id"])
+    ref = report.reference
+    assert ref is not None and ref.model == f"PCA, {TRAIN_BRIEFLY['latent_dim']} components" and ref.label is None
+    assert report.all_rows == report.rows + [ref] and report.width <= ref.mel_db.shape[1]
+    prep = prepare(real_table, Settings(**TRAIN_BRIEFLY))  # the split and seed the models were trained with
+    mel = report.original_db
+    segs = track_segments(mel, prep.normalizer, real_table.config.segment_frames)
+    afresh = prep.normalizer.invert(np.concatenate(list(prep.segment_pca().reconstruct(segs)), axis=1))
+    assert ref.mel_db.shape == afresh.shape
+    assert ref.mse_db == pytest.approx(reconstruction_mse_db(mel, afresh), rel=1e-4)
+    assert np.isfinite(ref.mel_db).all() and ref.mse_db > 0

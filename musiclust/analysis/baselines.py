@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import numpy as np
-from sklearn.decomposition import PCA
 
 from musiclust.analysis.reconstruction import mean_reconstruction_mse_db
 from musiclust.determinism import reproducible
@@ -31,7 +30,9 @@ class SegmentPCA:
 
     It is both a clustering baseline (a track is the mean of its segments' projections) and the
     reconstruction reference: a VAE whose latent has ``n_components`` dimensions should reconstruct the
-    held-out tracks at least as well as this linear code of the same size.
+    held-out tracks at least as well as this linear code of the same size. A trained model's checkpoint
+    carries the one fitted beside it (``mean_`` and ``components_``), so the reconstructions page shows it
+    without scikit-learn or the collection's segments.
     """
 
     def __init__(self, n_components: int, seed: int = 0):
@@ -41,18 +42,34 @@ class SegmentPCA:
     @reproducible()  # randomized PCA's BLAS pinned: one and two OpenBLAS threads gave other embeddings
     def fit(self, segments: Sequence[np.ndarray]) -> "SegmentPCA":
         """Fit on the training tracks' ``(S_i, n_mels, frames)`` standardised segments."""
+        from sklearn.decomposition import PCA  # here: a checkpoint's saved reference needs no scikit-learn
+
         fit_on = np.concatenate([s.reshape(len(s), -1) for s in segments])  # (S, n_mels * frames), a copy PCA may centre in place
         dim = min(self.n_components, *fit_on.shape)
         self.pca_ = PCA(n_components=dim, svd_solver="randomized", random_state=self.seed, copy=False).fit(fit_on)
+        self.mean_ = self.pca_.mean_.astype(np.float32)  # (n_mels * frames,)
+        self.components_ = self.pca_.components_.astype(np.float32)  # (n_components, n_mels * frames)
         return self
+
+    @classmethod
+    def from_arrays(cls, mean: np.ndarray, components: np.ndarray) -> "SegmentPCA":
+        """A fitted PCA from its saved ``mean_`` and ``components_`` (what a checkpoint keeps)."""
+        pca = cls(len(components))
+        pca.mean_, pca.components_ = np.asarray(mean, np.float32), np.asarray(components, np.float32)
+        return pca
 
     def transform(self, segs: np.ndarray) -> np.ndarray:
         """``(S, n_mels, frames)`` -> ``(S, n_components)`` projections."""
-        return self.pca_.transform(segs.reshape(len(segs), -1))
+        flat = segs.reshape(len(segs), -1)
+        if hasattr(self, "pca_"):  # fitted here: sklearn's own arithmetic, as the baseline has always used
+            return self.pca_.transform(flat)
+        return (flat - self.mean_) @ self.components_.T
 
     def reconstruct(self, segs: np.ndarray) -> np.ndarray:
         """``(S, n_mels, frames)`` -> its projection back in segment space, still standardised."""
-        return self.pca_.inverse_transform(self.transform(segs)).reshape(segs.shape).astype(np.float32)
+        codes = self.transform(segs)
+        flat = self.pca_.inverse_transform(codes) if hasattr(self, "pca_") else codes @ self.components_ + self.mean_
+        return flat.reshape(segs.shape).astype(np.float32)
 
 
 @reproducible()

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from musiclust.analysis.baselines import (
-    BASELINES, SegmentPCA, mfcc_embedding, musicnn_space, pca_embedding, pca_reconstruction_mse_db, random_labels,
+    BASELINES, mfcc_embedding, musicnn_space, pca_embedding, pca_reconstruction_mse_db, random_labels,
 )
 from musiclust.analysis.clustering import Standardizer, cluster
 from musiclust.store.table import TrackTable
@@ -69,7 +69,7 @@ def baseline_scores(name: str, prep: Prepared) -> dict:
         return score_partition(space, labels, table.groups, method="random", seed=s.seed)
     extra = {}
     if name == "pca_kmeans":  # also the reconstruction reference for the VAEs: same segments, same scoring
-        pca = SegmentPCA(s.latent_dim, s.seed).fit([prep.segments[i] for i in prep.train_rows])
+        pca = prep.segment_pca()
         raw = pca_embedding(table, prep.normalizer, prep.train_rows, s.latent_dim, s.seed, segments=prep.segments, pca=pca)
         extra["reconstruction_mse_db"] = pca_reconstruction_mse_db(pca, table, prep.normalizer, prep.val_rows, prep.segments)
     elif name == "mfcc_kmeans":

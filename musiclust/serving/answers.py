@@ -184,11 +184,19 @@ class ReconstructionReport:
     original_db: np.ndarray  # (n_mels, T)
     rows: list[Reconstruction]
     skipped: dict = field(default_factory=dict)  # model -> reason
+    # PCA of the same standardised segments with as many components as the latent, fitted beside the
+    # first model (its ``model`` names it): what a VAE's reconstruction should beat
+    reference: Optional[Reconstruction] = None
+
+    @property
+    def all_rows(self) -> list[Reconstruction]:
+        """The models' rows, then the PCA reference when there is one."""
+        return self.rows + ([self.reference] if self.reference is not None else [])
 
     @property
     def width(self) -> int:
         """Frames every spectrogram of the report covers (draw and play them cut to this)."""
-        return min([self.original_db.shape[1], *(r.mel_db.shape[1] for r in self.rows)])
+        return min([self.original_db.shape[1], *(r.mel_db.shape[1] for r in self.all_rows)])
 
 
 @dataclass(frozen=True)

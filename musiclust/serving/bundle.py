@@ -18,6 +18,7 @@ from musiclust.serving import checkpoint as ckpt
 from musiclust.analysis.clustering import Standardizer, assign, nearest, place_on_map, squared_norms
 from musiclust.config import FeatureConfig
 from musiclust.store.table import MelNormalizer, track_segments
+from musiclust.analysis.baselines import SegmentPCA
 from musiclust.analysis.reconstruction import reconstruction_mse_db
 from musiclust.errors import CheckpointError, MusiclustError, ParameterError
 from musiclust.features.tfidf import LyricsTfidf
@@ -67,6 +68,7 @@ class ModelBundle:
     tracks: list[dict]  # id, title, artist, group, path, has_lyrics
     label_names: list[str]
     fusion: Optional[HybridFusion] = None
+    pca: Optional[SegmentPCA] = None  # the reconstruction reference: PCA of the same segments, as many components as the latent
     meta: dict = field(default_factory=dict)
     # Serving caches, built on first use from the arrays above and never saved (no index in a checkpoint):
     # squared norms of ``space`` for exact neighbour search, and track id -> row.
@@ -247,6 +249,15 @@ class ModelBundle:
         recon = self.reconstruct(mel_db, label, pretrained)
         return recon, reconstruction_mse_db(mel_db, recon)
 
+    def pca_reconstruction(self, mel_db: np.ndarray) -> Optional[tuple[np.ndarray, float]]:
+        """The reconstruction reference's (PCA with as many components as the latent) take on a whole
+        track, in dB ``(n_mels, S * frames)``, and its error; None for a checkpoint saved without one."""
+        if self.pca is None:
+            return None
+        segs = track_segments(mel_db, self.normalizer, self.feature_config.segment_frames)  # (S, n_mels, frames)
+        recon = self.normalizer.invert(np.concatenate(list(self.pca.reconstruct(segs)), axis=1))
+        return recon, reconstruction_mse_db(mel_db, recon)
+
     def decode_latents(self, z: np.ndarray, label: Optional[int] = None) -> np.ndarray:
         """Decode latent points ``(S, latent)`` into consecutive mel segments, in dB ``(n_mels, S * frames)``."""
         with torch.inference_mode():
@@ -282,6 +293,8 @@ class ModelBundle:
         if self.fusion is not None:
             f = self.fusion
             arrays.update(fusion_audio_mean=f.audio_mean, fusion_components=f.components, fusion_lyrics_mean=f.lyrics_mean)
+        if self.pca is not None:
+            arrays.update(pca_mean=self.pca.mean_, pca_components=self.pca.components_)
         meta = dict(
             self.meta,
             model=self.name,
@@ -350,6 +363,7 @@ class ModelBundle:
                 tracks=list(meta["tracks"]),
                 label_names=list(meta["label_names"]),
                 fusion=fusion,
+                pca=SegmentPCA.from_arrays(arrays["pca_mean"], arrays["pca_components"]) if "pca_components" in arrays else None,
                 meta=meta,
             )
         except KeyError as exc:
@@ -364,6 +378,11 @@ class ModelBundle:
             raise CheckpointError(f"checkpoint {where} is inconsistent: {n} tracks but arrays of other lengths")
         if bundle.space.shape[1] != bundle.centres.shape[1]:
             raise CheckpointError(f"checkpoint {where} is inconsistent: centre and embedding sizes differ")
+        if bundle.pca is not None:
+            flat = bundle.feature_config.n_mels * bundle.feature_config.segment_frames
+            c, m = bundle.pca.components_, bundle.pca.mean_
+            if c.ndim != 2 or c.shape[1] != flat or m.shape != (flat,):
+                raise CheckpointError(f"checkpoint {where} is inconsistent: its PCA reference does not fit {flat}-value segments")
         bad = [t for t in bundle.tracks if not _track_entry_ok(t)] + [g for g in bundle.label_names if not isinstance(g, str)]
         if bad:  # checked here, not when a page first shows a neighbour (a KeyError in the page)
             raise CheckpointError(f"checkpoint {where} is inconsistent: a malformed track or label entry ({str(bad[0])[:80]})")
