@@ -17,6 +17,7 @@ DEFAULT_AUDIO_ROOT = DATA_DIR / "default"  # rendered default-set clips, one fol
 CACHE_DIR = DATA_DIR / "cache"
 FEATURE_CACHE = CACHE_DIR / "features"  # per-file feature cache (musiclust.features.mel.FeatureStore)
 PRETRAINED_CACHE = CACHE_DIR / "pretrained"  # per-file MusiCNN embeddings (musiclust.pretrained.store.PretrainedStore)
+PREVIEW_CACHE = CACHE_DIR / "previews"  # per-file MP3 previews for the app's players (musiclust.serving.previews)
 FEATURE_STORE = CACHE_DIR / "feature-store"  # sharded store written by `python -m musiclust features`
 CORPUS_EVENT_CACHE = CACHE_DIR / "corpus_events"
 CHECKPOINTS = REPO_ROOT / "checkpoints"

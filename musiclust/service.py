@@ -29,6 +29,7 @@ from musiclust.serving.answers import (  # noqa: F401  (re-exported: the answers
     model_catalogue,
 )
 from musiclust.serving.bundle import ModelBundle, Neighbour, Placement
+from musiclust.serving.previews import PREVIEW_MIME, ready_preview  # noqa: F401  (re-exported: the players' previews)
 from musiclust.config import FeatureConfig
 from musiclust.paths import CHECKPOINTS, PRETRAINED_CACHE
 from musiclust.errors import AudioError, MusiclustError, ParameterError  # noqa: F401  (MusiclustError: what callers catch)

@@ -11,6 +11,7 @@ import streamlit as st
 
 from musiclust import paths
 from musiclust.config import FeatureConfig
+from musiclust.service import PREVIEW_MIME, ready_preview
 from musiclust.serving.firstrun import BuildPlan, auto_build_enabled, ensure_first_build, model_order, plan
 from musiclust.serving.jobs import FAILED, RUNNING
 from musiclust_app.state import Context, jobs
@@ -23,13 +24,19 @@ EXCERPT_HELP = FeatureConfig().excerpt_description
 AUDIO_MIME = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".mp3": "audio/mpeg"}
 
 
-def play_track(path: str) -> None:
-    """A player for a collection file (paths come from the checkpoint, never from a visitor)."""
+def play_track(path: str, preview: Optional[FeatureConfig] = None) -> None:
+    """A player for a collection file (paths come from the checkpoint, never from a visitor). With
+    ``preview`` (the model's feature config) it plays the small MP3 of what the model heard once that
+    exists (made in the background on first sight: :func:`musiclust.service.ready_preview`), else the file."""
     p = Path(path)
     if not p.is_file():
         st.caption(f"(audio file missing: {md(p.name)})")
         return
-    st.audio(str(p), format=AUDIO_MIME.get(p.suffix.lower(), "audio/wav"))
+    small = ready_preview(p, preview) if preview is not None else None
+    if small is not None:
+        st.audio(str(small), format=PREVIEW_MIME)
+    else:
+        st.audio(str(p), format=AUDIO_MIME.get(p.suffix.lower(), "audio/wav"))
 
 
 def play_audio(audio: np.ndarray, config: FeatureConfig) -> None:
@@ -63,7 +70,7 @@ def cluster_card(ctx: Context, cluster: int, key: str) -> None:
     if card.typical is not None:
         t = card.typical
         st.markdown("**Most typical track** (nearest the centre): " + track_line(t.title, t.artist, t.group))
-        play_track(t.path)
+        play_track(t.path, preview=ctx.service.model(ctx.model).feature_config)
 
 
 # --- the first run: the default set and its models built behind the app ---------------------------

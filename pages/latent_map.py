@@ -54,7 +54,7 @@ if len(ids) == 1:
         st.markdown("**Its five nearest tracks**")
         for n in ctx.service.neighbours(ctx.model, track_id):
             st.markdown(f"{ui.track_line(n.title, n.artist, n.group)} · distance {n.distance:.2f}")
-            ui.play_track(n.path)
+            ui.play_track(n.path, preview=model.feature_config)
 elif len(ids) > 1:
     selected = frame.set_index("id").loc[ids].reset_index()
     st.subheader(f"{len(selected)} tracks selected", anchor=False)

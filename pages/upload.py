@@ -109,13 +109,14 @@ with card_col:
     ui.cluster_card(ctx, c, key="upload_card")
 
 st.subheader("Five nearest tracks")
-st.caption("Nearest in the model's latent space (smaller distance = more alike). Play them to compare.")
+st.caption("Nearest in the model's latent space (smaller distance = more alike). Play them to compare: each "
+           "player plays what the model heard of that track (a compact preview, once it has been made).")
 clusters = dict(zip(frame["id"], frame["cluster"]))
 for n in placement.neighbours:
     text, player = st.columns([2, 3], vertical_alignment="center")
     text.markdown(f"{ui.track_line(n.title, n.artist, n.group)}  \ncluster {clusters.get(n.id, '?')} · distance {n.distance:.2f}")
     with player:
-        ui.play_track(n.path)
+        ui.play_track(n.path, preview=model.feature_config)
 
 st.subheader("Its mel spectrogram")
 st.caption(f"Log-mel power in dB of the {answer.features.duration:.0f} s the model heard.")
