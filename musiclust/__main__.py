@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--beta", type=float, default=4.0)
         p.add_argument("--k", type=int, help="clusters (default: the number of groups)")
         p.add_argument("--jobs", type=int, help="feature worker processes (default: up to 2)")
-        p.add_argument("--checkpoints", default=str(paths.CHECKPOINTS))
+        p.add_argument("--checkpoints", default=str(paths.checkpoints_root()),
+                       help="where models are kept (default: MUSICLUST_CHECKPOINTS, else checkpoints/)")
         p.add_argument("--features", metavar="STORE", help="read features from a sharded store written by `features` (no featurization)")
         p.add_argument("--groups", choices=GROUP_SOURCES, default="auto",
                        help="where groups come from: a folder's immediate sub-folders, the genre tag, a CSV column, or none "
@@ -82,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     first = sub.add_parser("first-run", help="render the default set and train its missing models (what the app starts)")
     first.add_argument("--variant", default="natural", choices=DEFAULT_VARIANTS)
-    first.add_argument("--checkpoints", default=str(paths.CHECKPOINTS))
+    first.add_argument("--checkpoints", default=str(paths.checkpoints_root()),
+                       help="where models are kept (default: MUSICLUST_CHECKPOINTS, else checkpoints/)")
     first.add_argument("--epochs", type=int, help="training epochs (default: the tuned default of the fit loop)")
     first.add_argument("--jobs", type=int, help="render and feature worker processes (default: up to 2)")
     first.add_argument("--status-file", help=argparse.SUPPRESS)
@@ -95,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--lyrics", help="a text file with the lyrics")
     pr.add_argument("--model", help="a model name (default: the first the app offers)")
     pr.add_argument("--data", default="default")
-    pr.add_argument("--checkpoints", default=str(paths.CHECKPOINTS))
+    pr.add_argument("--checkpoints", default=str(paths.checkpoints_root()),
+                       help="where models are kept (default: MUSICLUST_CHECKPOINTS, else checkpoints/)")
     pr.add_argument("--format", choices=("text", "json"), default="text")
     pr.set_defaults(func=cmd_predict)
 

@@ -79,7 +79,7 @@ for name in (n for n in (r.model for r in report.rows) if REUSES.get(n) in names
 errors = pd.DataFrame({
     "model": [r.model for r in report.all_rows],
     "reconstruction MSE (dB²)": [r.mse_db for r in report.all_rows],
-    "decoder label": [label_text(r.label) for r in report.all_rows],
+    "decoder label": [label_text(r.label) if r is not report.reference else "– (a linear reference)" for r in report.all_rows],
 })
 st.dataframe(errors, hide_index=True, column_config={"reconstruction MSE (dB²)": st.column_config.NumberColumn(format="%.1f")})
 
