@@ -7,10 +7,12 @@ and kept under ``data/cache/test-clips`` so a second test run does not render th
 from __future__ import annotations
 
 import csv
+import fcntl
 import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -22,6 +24,28 @@ CLIP_SECONDS = 8.0
 TRAIN_BRIEFLY = {"epochs": 2, "latent_dim": 8, "seed": 0}  # the session's trained models: real, small, quick
 
 
+def _run_temp(tmp_path_factory) -> Path:
+    """The test run's temporary folder: with pytest-xdist every worker has its own below one shared
+    folder, and the session fixtures that cost minutes (trained models) are built once in the shared one."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def _built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """``run temp / name``, made by ``build(folder)`` by the first process that asks, under a file lock;
+    every other worker waits for it and then uses it as it is (read-only, as the session fixtures are)."""
+    base = _run_temp(tmp_path_factory)
+    target, done = base / name, base / f"{name}.done"
+    with open(base / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not done.exists():
+            shutil.rmtree(target, ignore_errors=True)  # a build that failed half-way in another worker
+            target.mkdir(parents=True)
+            build(target)
+            done.touch()
+    return target
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _test_environment(tmp_path_factory):
     """The tests' music folders live under pytest's temporary folder: make it a library root, beside
@@ -29,7 +53,7 @@ def _test_environment(tmp_path_factory):
     Tests of the roots themselves set their own value."""
     import os
 
-    roots = os.pathsep.join([str(REPO / "data"), str(tmp_path_factory.getbasetemp())])
+    roots = os.pathsep.join([str(REPO / "data"), str(_run_temp(tmp_path_factory))])
     # ...and no app a test starts builds the repo's default set behind it: the first-run tests turn it on.
     wanted = {"MUSICLUST_LIBRARY_ROOTS": roots, "MUSICLUST_FIRST_RUN": "off"}
     before = {key: os.environ.get(key) for key in wanted}
@@ -134,20 +158,22 @@ def real_clip_paths(real_clips) -> list[Path]:
 @pytest.fixture(scope="session")
 def real_music_folder(tmp_path_factory, real_rows, real_clips) -> Path:
     """A user-style music folder (``group/track.wav`` + ``track.txt`` lyrics) of the real clips."""
-    root = tmp_path_factory.mktemp("music")
-    for row in real_rows:
-        folder = root / row["group"]
-        folder.mkdir(exist_ok=True)
-        shutil.copy(real_clips[row["id"]], folder / f"{row['id']}.wav")
-        if row["lyrics"]:
-            (folder / f"{row['id']}.txt").write_text(row["lyrics"], encoding="utf-8")
-    return root
+
+    def build(root: Path) -> None:
+        for row in real_rows:
+            folder = root / row["group"]
+            folder.mkdir(exist_ok=True)
+            shutil.copy(real_clips[row["id"]], folder / f"{row['id']}.wav")
+            if row["lyrics"]:
+                (folder / f"{row['id']}.txt").write_text(row["lyrics"], encoding="utf-8")
+
+    return _built_once(tmp_path_factory, "music", build)
 
 
 @pytest.fixture(scope="session")
 def feature_cache(tmp_path_factory) -> Path:
     """The session's feature cache: a process given it reads the features the session computed."""
-    return tmp_path_factory.mktemp("features")
+    return _built_once(tmp_path_factory, "features", lambda folder: None)  # entries are written atomically: shared
 
 
 @pytest.fixture(scope="session")
@@ -186,11 +212,12 @@ def trained_checkpoints(real_table, real_music_folder, tmp_path_factory) -> Path
     from musiclust.pipeline import MODEL_NAMES, Settings, train_models
     from musiclust.service import dataset_slug
 
-    root = tmp_path_factory.mktemp("checkpoints")
-    bundles = train_models(real_table, list(MODEL_NAMES), Settings(**TRAIN_BRIEFLY))
-    for name, bundle in bundles.items():
-        ckpt.save(root / dataset_slug(str(real_music_folder)), name, bundle.to_checkpoint())
-    return root
+    def build(root: Path) -> None:
+        bundles = train_models(real_table, list(MODEL_NAMES), Settings(**TRAIN_BRIEFLY))
+        for name, bundle in bundles.items():
+            ckpt.save(root / dataset_slug(str(real_music_folder)), name, bundle.to_checkpoint())
+
+    return _built_once(tmp_path_factory, "checkpoints", build)
 
 
 @pytest.fixture(scope="session")
@@ -207,12 +234,13 @@ def default_set_checkpoints(real_rows, real_clips, feature_cache, tmp_path_facto
     from musiclust.publish import train_and_publish
     from musiclust.store.table import featurize
 
-    audio_root = tmp_path_factory.mktemp("default-set")
-    (audio_root / "natural").mkdir()
-    for row in real_rows:
-        (audio_root / "natural" / f"{row['id']}.wav").symlink_to(real_clips[row["id"]])
-    table = featurize(load_default("natural", audio_root=audio_root), cache_dir=feature_cache, jobs=2)
-    root = tmp_path_factory.mktemp("default-checkpoints")
-    report = train_and_publish(table, list(MODEL_NAMES), Settings(**TRAIN_BRIEFLY), root / "default", "default")
-    assert report.trained == list(MODEL_NAMES), report.summary()  # the page tests need every model
-    return root
+    def build(target: Path) -> None:
+        audio_root = target / "default-set"
+        (audio_root / "natural").mkdir(parents=True)
+        for row in real_rows:
+            (audio_root / "natural" / f"{row['id']}.wav").symlink_to(real_clips[row["id"]])
+        table = featurize(load_default("natural", audio_root=audio_root), cache_dir=feature_cache, jobs=2)
+        report = train_and_publish(table, list(MODEL_NAMES), Settings(**TRAIN_BRIEFLY), target / "checkpoints" / "default", "default")
+        assert report.trained == list(MODEL_NAMES), report.summary()  # the page tests need every model
+
+    return _built_once(tmp_path_factory, "default-models", build) / "checkpoints"

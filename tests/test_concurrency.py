@@ -285,10 +285,10 @@ def test_readers_during_back_to_back_saves_get_whole_versions(tmp_path):
 CACHE_WRITER = textwrap.dedent(
     r"""
     from pathlib import Path
-    from musiclust.features.mel import FeatureStore, compute_features
+    from musiclust.features.mel import FeatureStore
     cache, entry, a, b, n, every = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
     store = FeatureStore(Path(cache))
-    feats = [compute_features(Path(a)), compute_features(Path(b))]
+    feats = [store._read(Path(a)), store._read(Path(b))]  # the test's own features: the same bits by construction
     bursts(n, every, lambda i: store._write(entry, feats[i % 2]))
     """
 )
@@ -302,6 +302,9 @@ def test_readers_never_see_half_a_cache_entry(real_clip_paths, tmp_path):
     store = FeatureStore(tmp_path / "cache")
     entry = tmp_path / "cache" / "x" / "entry.npz"
     store._write(entry, want[0])
+    sources = [tmp_path / "a.npz", tmp_path / "b.npz"]  # what the writer process writes, computed here once
+    for source, features in zip(sources, want.values()):
+        store._write(source, features)
 
     def read() -> int:
         got = store._read(entry)
@@ -314,7 +317,7 @@ def test_readers_never_see_half_a_cache_entry(real_clip_paths, tmp_path):
         return match[0]
 
     readers = Readers(read)
-    writes = interleave(CACHE_WRITER, [str(tmp_path / "cache"), str(entry), str(a), str(b), "40", "10"], readers, lambda i: i % 2)
+    writes = interleave(CACHE_WRITER, [str(tmp_path / "cache"), str(entry), *map(str, sources), "40", "10"], readers, lambda i: i % 2)
     print(f"\n{writes} cache rewrites under {len(readers.records)} reads, {len(readers.errors())} bad")
     assert not readers.errors(), readers.errors()[:3]
     assert writes == 40
