@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from musiclust.analysis.reconstruction import reconstruction_mse_db
 from musiclust.errors import ParameterError
 from musiclust.models.registry import DISPLAY_ORDER, SPECS
 from musiclust.service import Service, model_catalogue
@@ -39,7 +40,7 @@ def test_reconstruction_report_of_a_collection_track(service):
     assert [r.model for r in report.rows] == names and not report.skipped
     np.testing.assert_array_equal(report.original_db, service.collection_mel(names[0], track["id"]))
     for row in report.rows:
-        assert row.mse_db == reconstruction_mse(report.original_db, row.mel_db) and row.mse_db > 0
+        assert row.mse_db == reconstruction_mse_db(report.original_db, row.mel_db) and row.mse_db > 0
         if SPECS[row.model].conditioned_on_label:
             assert (row.label.source, row.label.name) == ("group", track["group"]), "its own group"
         else:
