@@ -28,41 +28,15 @@ from musiclust.analysis.baselines import SegmentPCA
 from musiclust.analysis.reconstruction import mean_reconstruction_mse_db
 from musiclust.models import build_model
 from musiclust.models import registry
-from musiclust.models.hybrid import HybridFusion, check_missing_lyrics
+from musiclust.models.hybrid import HybridFusion
 from musiclust.models.registry import MODEL_NAMES, OPT_IN_MODELS, ConfigInputs, ModelSpec
 from musiclust.models.training import SegmentData, TrainConfig, fit
 from musiclust.pretrained.store import attach_pretrained
+from musiclust.settings import Settings
 
 __all__ = ["MODEL_NAMES", "OPT_IN_MODELS", "Prepared", "Settings", "config_inputs", "model_config", "prepare", "train_model", "train_models"]
 
 EpochFn = Callable[[int, int, dict, float], None]
-
-
-@dataclass
-class Settings:
-    """Choices of a training run that are not network architecture (those live in each model's config)."""
-
-    latent_dim: int = 32
-    beta: float = 4.0  # β of the conditioned β-VAE (the other models use β = 1)
-    k: Optional[int] = None  # clusters; None = number of groups, or found from the data (prepare)
-    seed: int = 0
-    epochs: Optional[int] = None  # None = the fit loop's tuned default (TrainConfig.epochs)
-    batch_size: int = 64
-    cluster_method: str = "kmeans"
-    val_fraction: float = 0.15
-    fusion_rank: int = 16  # lyrics dimensions in hybrid fusion
-    fusion_weight: float = 1.0  # of the lyrics block against the audio block (both unit total variance)
-    fusion_missing_lyrics: str = "apart"  # a track without lyrics: "apart" (no words) or "centre" (unknown)
-    tfidf_max_features: int = 1000
-
-    def __post_init__(self) -> None:
-        if self.latent_dim < 2 or (self.epochs is not None and self.epochs < 1) or self.batch_size < 2:
-            raise ParameterError("latent_dim >= 2, epochs >= 1 and batch_size >= 2 are required")
-        if self.k is not None and self.k < 2:
-            raise ParameterError(f"k must be at least 2, got {self.k}")
-        if self.beta < 0:
-            raise ParameterError(f"beta must be >= 0, got {self.beta}")
-        check_missing_lyrics(self.fusion_missing_lyrics, "fusion_missing_lyrics")
 
 
 @dataclass

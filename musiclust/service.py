@@ -6,6 +6,10 @@ tables; the model catalogue. The app's pages call this door only: answers are pl
 frames (:mod:`musiclust.serving.answers`), never a network. Every method raises a
 :class:`~musiclust.errors.MusiclustError` with a clear message on bad input. Nothing here imports
 Streamlit; nothing here writes to the checkpoints (training does, through :mod:`musiclust.serving.checkpoint`).
+
+Importing this module imports neither torch nor librosa (nor scikit-learn): the app's first page reads the
+catalogue and the trained models' names before any model is needed. They are imported where a model is
+loaded (:meth:`Service.bundle`) or audio is analysed.
 """
 
 from __future__ import annotations
@@ -17,9 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
-import librosa
 import numpy as np
-import torch
 
 from musiclust.serving import answers
 from musiclust.serving import checkpoint as ckpt
@@ -28,15 +30,16 @@ from musiclust.serving.answers import (  # noqa: F401  (re-exported: the answers
     ClusterCard, DecoderLabel, MetricsTable, ModelEntry, ModelInfo, Morph, Reconstruction, ReconstructionReport,
     model_catalogue,
 )
-from musiclust.serving.bundle import ModelBundle, Neighbour, Placement
 from musiclust.serving.previews import PREVIEW_MIME, ready_preview  # noqa: F401  (re-exported: the players' previews)
 from musiclust.config import FeatureConfig
 from musiclust.paths import CHECKPOINTS, PRETRAINED_CACHE
 from musiclust.errors import AudioError, MusiclustError, ParameterError  # noqa: F401  (MusiclustError: what callers catch)
-from musiclust.features.mel import TrackFeatures, audio_features, compute_features
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported where a model is loaded or audio analysed: torch and librosa come with them
     import pandas as pd
+
+    from musiclust.features.mel import TrackFeatures
+    from musiclust.serving.bundle import ModelBundle, Neighbour, Placement
 
 MAX_LYRICS_CHARS = 20_000
 MAX_UPLOAD_BYTES = 50 * 2**20  # the app's upload limit (server.maxUploadSize = 50)
@@ -84,10 +87,6 @@ class Service:
         self.pretrained_cache = Path(pretrained_cache)  # collection tracks' MusiCNN vectors (PretrainedStore), as training caches them
         self._lock = threading.Lock()
         self._bundles: dict[tuple[str, str], ModelBundle] = {}
-        # Serving encodes one track at a time (~10 segments of 128 x 128, ~2 ms on one core): torch's
-        # intra-op threads cannot speed that up, and their waiting made an upload answer 3-7x slower from
-        # the main thread of a busy 2-core machine (benchmark, upload figure). Training sets its own count.
-        torch.set_num_threads(1)
 
     def models(self) -> list[str]:
         """Names of the trained models present for this data set."""
@@ -111,6 +110,14 @@ class Service:
         """The newest version of ``name`` that loads *and* builds its model; ``meta['fallback_reason']`` says
         why a newer one was skipped. A checkpoint whose files are whole but whose weights do not fit its
         architecture is skipped too, not only one whose files are damaged."""
+        import torch
+
+        from musiclust.serving.bundle import ModelBundle
+
+        # Serving encodes one track at a time (~10 segments of 128 x 128, ~2 ms on one core): torch's
+        # intra-op threads cannot speed that up, and their waiting made an upload answer 3-7x slower from
+        # the main thread of a busy 2-core machine (benchmark, upload figure). Training sets its own count.
+        torch.set_num_threads(1)
         return ckpt.load(self.root, name, build=ModelBundle.from_checkpoint)
 
     def analyse(self, name: str, audio: AudioSource, lyrics: Optional[str] = None, n_neighbours: int = 5) -> UploadAnswer:
@@ -122,6 +129,8 @@ class Service:
             raise AudioError(
                 f"the file is {len(audio) / 2**20:.1f} MB; the upload limit is {MAX_UPLOAD_BYTES / 2**20:.0f} MB"
             )
+        from musiclust.features.mel import audio_features
+
         bundle = self.bundle(name)
         y = load_audio(audio, bundle.feature_config)  # decoded once: the mel and, for a model that reads them,
         features = audio_features(y, bundle.feature_config)  # the MusiCNN vectors come from the same samples
@@ -163,7 +172,11 @@ class Service:
 
     def collection_mel(self, name: str, track_id: str) -> np.ndarray:
         """The log-mel (dB, ``(n_mels, T)``) of a collection track, as model ``name`` computes features."""
-        bundle = self.bundle(name)
+        return self._track_mel(self.bundle(name), track_id)
+
+    def _track_mel(self, bundle: ModelBundle, track_id: str) -> np.ndarray:
+        from musiclust.features.mel import compute_features
+
         return compute_features(self.track_path(bundle, track_id), bundle.feature_config).mel_db
 
     def decoder_label(self, name: str, track_id: Optional[str] = None, mel_db: Optional[np.ndarray] = None,
@@ -198,8 +211,7 @@ class Service:
         if not loaded:
             raise ParameterError("no model to reconstruct with: " + "; ".join(f"{n}: {r}" for n, r in skipped.items()))
         if mel_db is None:
-            first = next(iter(loaded.values()))
-            mel_db = compute_features(self.track_path(first, track_id), first.feature_config).mel_db
+            mel_db = self._track_mel(next(iter(loaded.values())), track_id)
         rows, decoded = [], {}
         for name, bundle in loaded.items():
             if track_id is not None:
@@ -252,8 +264,7 @@ def _one_source(track_id: Optional[str], mel_db: Optional[np.ndarray]) -> None:
 
 def training_defaults() -> dict:
     """The retrain form's starting values: what ``python -m musiclust train`` uses without options."""
-    from musiclust.models.training import TrainConfig
-    from musiclust.pipeline import Settings
+    from musiclust.settings import Settings, TrainConfig
 
     settings = Settings()
     return {"epochs": int(settings.epochs or TrainConfig().epochs), "latent_dim": settings.latent_dim,
@@ -266,6 +277,8 @@ def sonify(mel_db: np.ndarray, config: FeatureConfig = FeatureConfig(), n_iter: 
     Phase is lost in a mel spectrogram, so this is how a reconstruction can be *heard*, not a copy of
     the original's waveform; the original gets the same treatment on the page for a fair comparison.
     """
+    import librosa
+
     power = librosa.db_to_power(mel_db)
     audio = librosa.feature.inverse.mel_to_audio(
         power,

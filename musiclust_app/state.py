@@ -7,14 +7,11 @@ Configuration comes from the environment so tests (and people) can point the app
 
 from __future__ import annotations
 
-import io
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import streamlit as st
 
 from musiclust.data.known import LibraryChoice, known_libraries, last_library
@@ -83,33 +80,6 @@ def jobs() -> RetrainJobs:
     return get_jobs(str(jobs_dir()))
 
 
-@st.cache_resource(show_spinner=False)
-def _prewarm(dataset: str, root: str, name: str, version: str) -> threading.Thread:
-    """Load a model and push a short noise signal through the upload path in a background thread (plain
-    Python: no Streamlit calls), so the first real upload skips the libraries' one-off start-up."""
-    service = get_service(dataset, root)
-
-    def work() -> None:
-        try:
-            rate = service.model(name).feature_config.sample_rate
-            service.analyse(name, _noise_wav(rate), None, n_neighbours=1)
-        except Exception:  # noqa: BLE001 - a failed warm-up only means the first upload is slower
-            pass
-
-    thread = threading.Thread(target=work, name=f"musiclust-prewarm-{name}", daemon=True)
-    thread.start()
-    return thread
-
-
-def _noise_wav(sample_rate: int) -> bytes:
-    import soundfile
-
-    noise = np.random.default_rng(0).normal(0.0, 0.05, int(3.2 * sample_rate)).astype(np.float32)
-    buffer = io.BytesIO()
-    soundfile.write(buffer, noise, sample_rate, format="WAV")
-    return buffer.getvalue()
-
-
 # --- the sidebar's choices ---------------------------------------------------------------------
 @dataclass
 class Context:
@@ -132,11 +102,6 @@ class Context:
         """The facts of ``name`` (default: the model in use), loading it once per version."""
         with st.spinner("Loading the model…"):
             return self.service.model(name or self.model)
-
-    def prewarm(self) -> None:
-        """Load the model in use in the background (while a person picks a file)."""
-        if self.model:
-            _prewarm(self.dataset, str(self.root), self.model, self.version())
 
 
 def preferred_model(models: list[str]) -> Optional[str]:

@@ -37,7 +37,6 @@ with right:
     )
 
 if upload is None:
-    ctx.prewarm()  # the model loads in the background while you pick a file
     st.info("Upload a file to see its cluster, its place on the map and its nearest neighbours.", icon=":material/upload:")
     st.stop()
 

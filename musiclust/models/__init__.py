@@ -2,51 +2,48 @@
 
 :mod:`musiclust.models.registry` holds every fact about every model; here are the helpers that
 build a network by its registry name, so configs and checkpoints name a network by a plain string.
+
+Importing this package imports no network and no torch (the registry is read before any model is
+needed, e.g. by the app's first page): the classes below and :data:`MODELS` are imported on first use.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Union
-
-import torch
+import importlib
+from typing import TYPE_CHECKING, Optional, Union
 
 from musiclust.errors import ParameterError
-from musiclust.models.base import BaseVAE, VAEConfig
-from musiclust.models.basic_vae import BasicVAE, BasicVAEConfig
-from musiclust.models.beta_cvae import BetaCVAE, BetaCVAEConfig
-from musiclust.models.conv_vae import ConvVAE, ConvVAEConfig
-from musiclust.models.hybrid import HybridFusion, hybrid_embedding
-from musiclust.models.mvae_poe import MVAEPoE, MVAEPoEConfig, product_of_experts
-from musiclust.models.registry import NETWORKS, NETWORKS_BY_CLASS
+from musiclust.models.registry import ARCHITECTURES, SPECS
 
-MODELS = NETWORKS  # network name -> class
+if TYPE_CHECKING:
+    from musiclust.models.base import BaseVAE, VAEConfig
 
-__all__ = [
-    "MODELS",
-    "BaseVAE",
-    "VAEConfig",
-    "build_model",
-    "config_class",
-    "model_name",
-    "BasicVAE",
-    "BasicVAEConfig",
-    "ConvVAE",
-    "ConvVAEConfig",
-    "MVAEPoE",
-    "MVAEPoEConfig",
-    "BetaCVAE",
-    "BetaCVAEConfig",
-    "HybridFusion",
-    "hybrid_embedding",
-    "product_of_experts",
-]
+_LAZY = {  # name -> the module that defines it, imported on first use (PEP 562)
+    "BaseVAE": "base", "VAEConfig": "base",
+    "BasicVAE": "basic_vae", "BasicVAEConfig": "basic_vae",
+    "ConvVAE": "conv_vae", "ConvVAEConfig": "conv_vae",
+    "MVAEPoE": "mvae_poe", "MVAEPoEConfig": "mvae_poe", "product_of_experts": "mvae_poe",
+    "BetaCVAE": "beta_cvae", "BetaCVAEConfig": "beta_cvae",
+    "HybridFusion": "hybrid", "hybrid_embedding": "hybrid",
+}
+
+__all__ = ["MODELS", "build_model", "config_class", "model_name", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    if name == "MODELS":  # network name -> class
+        from musiclust.models.registry import NETWORKS
+
+        return NETWORKS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _model_class(name: str) -> type[BaseVAE]:
-    try:
-        return NETWORKS[name]
-    except (KeyError, TypeError):
-        raise ParameterError(f"unknown model {name!r}; known models: {', '.join(NETWORKS)}") from None
+    if name not in ARCHITECTURES:
+        raise ParameterError(f"unknown model {name!r}; known models: {', '.join(ARCHITECTURES)}")
+    return SPECS[name].network
 
 
 def config_class(name: str) -> type[VAEConfig]:
@@ -69,6 +66,8 @@ def build_model(name: str, config: Union[dict, VAEConfig, None] = None, seed: Op
         raise ParameterError(f"model {name!r} needs a {cls.config_class.__name__} or dict, got {type(config).__name__}")
     if seed is None:
         return cls(config)
+    import torch
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return cls(config)
@@ -76,6 +75,8 @@ def build_model(name: str, config: Union[dict, VAEConfig, None] = None, seed: Op
 
 def model_name(model: BaseVAE) -> str:
     """The registry name of ``model``'s network (what a checkpoint records)."""
+    from musiclust.models.registry import NETWORKS_BY_CLASS
+
     try:
         return NETWORKS_BY_CLASS[type(model)]
     except KeyError:

@@ -7,21 +7,24 @@ one entry here.
 A *model* (a row in the app and the results) is not always a network of its own:
 ``conv_vae_fusion`` is the trained ``conv_vae`` network followed by the hybrid lyrics join
 (:mod:`musiclust.models.hybrid`), so its spec names ``conv_vae`` in :attr:`ModelSpec.reuses`.
+
+Importing the registry imports no network (hence no torch): a spec names its network class by import path
+(``"module:Class"``), resolved on first use of :attr:`ModelSpec.network`, and declares the class facts the
+app needs before a model is loaded (:attr:`~ModelSpec.conditioned_on_label`, :attr:`~ModelSpec.cluster_on_direction`);
+resolving the class checks those against the class's own attributes.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Callable, Iterable, Optional
 
 from musiclust.errors import ParameterError
-from musiclust.models.base import BaseVAE
-from musiclust.models.basic_vae import BasicVAE
-from musiclust.models.beta_cvae import BetaCVAE
-from musiclust.models.conv_vae import ConvVAE
 from musiclust.models.hybrid import MIN_LYRIC_TRACKS
-from musiclust.models.mvae_poe import MVAEPoE
-from musiclust.models.musicnn_vae import MusiCNNVAE
+
+if TYPE_CHECKING:
+    from musiclust.models.base import BaseVAE
 
 
 @dataclass(frozen=True)
@@ -44,11 +47,14 @@ def _shape(i: ConfigInputs) -> dict:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Every fact about one model. ``network`` is the class trained; ``reuses`` names another model
-    whose trained network this one takes as it is (same seed and data would give the same weights)."""
+    """Every fact about one model. ``network_path`` names the class trained (``"module:Class"``, imported
+    on first use of :attr:`network`); ``reuses`` names another model whose trained network this one takes
+    as it is (same seed and data would give the same weights). ``conditioned_on_label`` and
+    ``cluster_on_direction`` repeat the network class's attributes of those names, so they can be read
+    without importing it (checked when the class is resolved)."""
 
     name: str
-    network: type[BaseVAE]
+    network_path: str
     blurb: str  # one line for the app and the README
     display_order: int  # 0 = offered first in the app
     build_config: Callable[[ConfigInputs], dict]
@@ -57,20 +63,20 @@ class ModelSpec:
     joins_lyrics: bool = False  # the hybrid join (musiclust.models.hybrid) follows the network
     reuses: Optional[str] = None
     needs_pretrained: bool = False  # reads MusiCNN vectors per segment: extracted (cached) before training
+    # Its decoder sees the group: scores against that group are flagged, never compared as equals.
+    conditioned_on_label: bool = False
+    # Tracks are clustered, mapped and compared by the direction of their latent (BaseVAE.cluster_on_direction).
+    cluster_on_direction: bool = False
 
     @property
-    def conditioned_on_label(self) -> bool:
-        """Its decoder sees the group: scores against that group are flagged, never compared as equals."""
-        return self.network.conditioned_on_label
-
-    @property
-    def cluster_on_direction(self) -> bool:
-        return self.network.cluster_on_direction
+    def network(self) -> type[BaseVAE]:
+        """The network class, imported on first use (this imports torch)."""
+        return _network(self)
 
     @property
     def architecture(self) -> str:
-        """The registry name of the network class (what a checkpoint's weights are for)."""
-        return NETWORKS_BY_CLASS[self.network]
+        """The registry name of the network (what a checkpoint's weights are for): the model that trains it."""
+        return SPECS[self.reuses].architecture if self.reuses is not None else self.name
 
     def skip_reason(self, inputs: ConfigInputs) -> Optional[str]:
         """Why this model cannot train on a collection with these ``inputs`` (None: it can)."""
@@ -100,24 +106,25 @@ class ModelSpec:
 SPECS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec("basic_vae", BasicVAE, "fully connected VAE on log-mel segments (audio only)", 4, _shape),
-        ModelSpec("conv_vae", ConvVAE, "convolutional VAE on log-mel segments (audio only)", 2, _shape),
+        ModelSpec("basic_vae", "musiclust.models.basic_vae:BasicVAE", "fully connected VAE on log-mel segments (audio only)", 4, _shape),
+        ModelSpec("conv_vae", "musiclust.models.conv_vae:ConvVAE", "convolutional VAE on log-mel segments (audio only)", 2, _shape),
         ModelSpec(
-            "conv_vae_fusion", ConvVAE,
+            "conv_vae_fusion", "musiclust.models.conv_vae:ConvVAE",
             "convolutional VAE latent joined with reduced lyrics TF-IDF (hybrid fusion; no lyrics = no words)", 1,
             _shape, uses_lyrics=True, joins_lyrics=True, reuses="conv_vae",
         ),
         ModelSpec(
-            "mvae_poe", MVAEPoE, "multimodal VAE, product of experts: audio and lyrics, lyrics optional", 0,
+            "mvae_poe", "musiclust.models.mvae_poe:MVAEPoE", "multimodal VAE, product of experts: audio and lyrics, lyrics optional", 0,
             # without any lyrics a 1-word lyrics expert that never sees a word: the audio expert alone
-            lambda i: {**_shape(i), "lyrics_dim": max(1, i.lyrics_dim)}, uses_lyrics=True,
+            lambda i: {**_shape(i), "lyrics_dim": max(1, i.lyrics_dim)}, uses_lyrics=True, cluster_on_direction=True,
         ),
         ModelSpec(
-            "beta_cvae", BetaCVAE, "β-VAE whose decoder is conditioned on the group label", 3,
+            "beta_cvae", "musiclust.models.beta_cvae:BetaCVAE", "β-VAE whose decoder is conditioned on the group label", 3,
             lambda i: {**_shape(i), "n_labels": i.n_labels, "beta": i.beta}, needs_labels=True,
+            conditioned_on_label=True,
         ),
         ModelSpec(
-            "musicnn_vae", MusiCNNVAE,
+            "musicnn_vae", "musiclust.models.musicnn_vae:MusiCNNVAE",
             "VAE over the pretrained MusiCNN tagger's view of each segment (frozen front end), with a mel decoder", 5,
             _shape, needs_pretrained=True,
         ),
@@ -131,17 +138,45 @@ MODEL_NAMES: tuple[str, ...] = tuple(n for n in ALL_MODELS if not SPECS[n].needs
 OPT_IN_MODELS: tuple[str, ...] = tuple(n for n in ALL_MODELS if SPECS[n].needs_pretrained)
 DISPLAY_ORDER: tuple[str, ...] = tuple(sorted(SPECS, key=lambda n: SPECS[n].display_order))
 DEFAULT_MODEL: str = DISPLAY_ORDER[0]  # what the app and `predict` use when none is named
-# network name -> class, what checkpoints record as "architecture": the models that train a network of their own
-NETWORKS: dict[str, type[BaseVAE]] = {s.name: s.network for s in SPECS.values() if s.reuses is None}
-NETWORKS_BY_CLASS: dict[type[BaseVAE], str] = {cls: name for name, cls in NETWORKS.items()}
+# the models that train a network of their own: what checkpoints record as "architecture"
+ARCHITECTURES: tuple[str, ...] = tuple(s.name for s in SPECS.values() if s.reuses is None)
+_CLASS_FACTS = ("conditioned_on_label", "cluster_on_direction")  # declared by a spec, checked against its class
+_NETWORKS: dict[str, type] = {}  # network_path -> resolved class
+
+
+def _network(s: ModelSpec) -> type[BaseVAE]:
+    """``s``'s network class, imported once; a spec whose declared facts differ from the class's is a TypeError."""
+    cls = _NETWORKS.get(s.network_path)
+    if cls is None:
+        module, _, attr = s.network_path.partition(":")
+        cls = getattr(importlib.import_module(module), attr)
+        _NETWORKS[s.network_path] = cls
+    wrong = [f for f in _CLASS_FACTS if bool(getattr(cls, f)) != getattr(s, f)]
+    if wrong:
+        raise TypeError(f"the registry entry {s.name} says {', '.join(f'{f}={getattr(s, f)}' for f in wrong)}, "
+                        f"but {cls.__name__} says otherwise")
+    return cls
+
+
+def __getattr__(name: str):
+    """``NETWORKS`` (network name -> class) and ``NETWORKS_BY_CLASS`` (class -> name), built on first use:
+    they import every network, hence torch."""
+    if name not in ("NETWORKS", "NETWORKS_BY_CLASS"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    networks = {n: SPECS[n].network for n in ARCHITECTURES}
+    globals().update(NETWORKS=networks, NETWORKS_BY_CLASS={cls: n for n, cls in networks.items()})
+    return globals()[name]
 
 
 def _check_registry() -> None:
-    """Facts the pipeline relies on, checked when the registry is imported (a wrong entry fails at once)."""
+    """Facts the pipeline relies on, checked when the registry is imported (a wrong entry fails at once);
+    the classes' own facts are checked when a class is resolved (:attr:`ModelSpec.network`)."""
     for index, s in enumerate(SPECS.values()):
-        if s.reuses is not None and (s.reuses not in ALL_MODELS[:index] or SPECS[s.reuses].network is not s.network):
+        if s.reuses is not None and (s.reuses not in ALL_MODELS[:index] or SPECS[s.reuses].network_path != s.network_path
+                                     or any(getattr(SPECS[s.reuses], f) != getattr(s, f) for f in _CLASS_FACTS)):
             raise TypeError(f"{s.name} reuses {s.reuses!r}, which must be an earlier entry with the same network")
-    if len(NETWORKS_BY_CLASS) != len(NETWORKS) or set(NETWORKS_BY_CLASS) != {s.network for s in SPECS.values()}:
+    trained = [SPECS[n].network_path for n in ARCHITECTURES]
+    if len(set(trained)) != len(trained):
         raise TypeError("every network class needs exactly one model that trains it (reuses=None)")
 
 

@@ -13,7 +13,7 @@ import copy
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -23,57 +23,9 @@ import torch
 from musiclust.determinism import reproducible
 from musiclust.errors import DataError, ParameterError, TrainingCancelled, TrainingError
 from musiclust.models import BaseVAE, model_name
+from musiclust.settings import TrainConfig
 
 ProgressFn = Callable[[int, int, dict, float], None]
-
-
-@dataclass
-class TrainConfig:
-    """How to train; with the defaults one model trains in ~10-20 s on one CPU core for ~450 tracks.
-
-    The learning rate follows a cosine from ``lr`` down to ``lr / 20`` over all ``epochs``: with few
-    epochs it settles the weights (and so the clustering) instead of stopping mid-stride.
-    """
-
-    epochs: int = 15
-    batch_size: int = 64
-    lr: float = 2e-3
-    seed: int = 0
-    patience: int = 4  # epochs without a better validation loss before stopping
-    beta_warmup_epochs: int = 3  # KL weight ramps linearly per step from ~0 to 1 over these epochs
-    max_grad_norm: float = 1e4  # clip spikes only: typical gradient norms of these per-sample-sum losses are 1e2-1e3
-    segments_per_track_per_epoch: int = 3
-    max_loss: float = 1e6  # a batch loss above this is divergence (a fresh model starts near 1e4)
-    # torch intra-op threads (0 = all cores). One by default: two are only ~1.6x faster on an idle
-    # 2-core machine but up to 15x SLOWER when anything else runs (OpenMP threads spin-wait for a busy
-    # core), and the thread count is part of what makes a run bit-reproducible. To use both cores,
-    # train two models in two processes.
-    num_threads: int = 1
-
-    def __post_init__(self) -> None:
-        positive_ints = ("epochs", "batch_size", "patience", "segments_per_track_per_epoch")
-        for name in positive_ints:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ParameterError(f"TrainConfig.{name} must be a positive integer, got {value!r}")
-        for name in ("beta_warmup_epochs", "num_threads", "seed"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ParameterError(f"TrainConfig.{name} must be an integer >= 0, got {value!r}")
-        for name in ("lr", "max_grad_norm", "max_loss"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ParameterError(f"TrainConfig.{name} must be a positive finite number, got {value!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ParameterError(f"unknown TrainConfig fields: {unknown}")
-        return cls(**data)
 
 
 @dataclass

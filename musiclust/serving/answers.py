@@ -15,10 +15,11 @@ import numpy as np
 
 from musiclust.config import FeatureConfig
 from musiclust.models.registry import DISPLAY_ORDER, OPT_IN_MODELS, SPECS
-from musiclust.serving.bundle import ModelBundle, Neighbour
 
-if TYPE_CHECKING:  # pandas is imported where a table is built: placing an upload needs none
-    import pandas as pd
+if TYPE_CHECKING:  # pandas is imported where a table is built: placing an upload needs none;
+    import pandas as pd  # a bundle (torch) is what a builder is given, never imported here
+
+    from musiclust.serving.bundle import ModelBundle, Neighbour
 
 TRACK_COLUMNS = ("id", "title", "artist", "group", "cluster", "x", "y", "path")
 UNKNOWN_GROUP = "unknown"
