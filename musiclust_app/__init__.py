@@ -6,7 +6,8 @@ the pages (``pages/*.py``) use what this package exports and :class:`musiclust.s
 - :mod:`.caches`: tables and computed arrays, cached per model version (``st.cache_data``).
 - :mod:`.sidebar`: data set, model, retrain form and progress; the pages' guards.
 - :mod:`.components`: players, playlist downloads, a cluster's card.
-- :mod:`.figures`: Plotly figures (the latent map itself is :mod:`musiclust.serving.figures`).
+- :mod:`.figures`: Plotly figures (the latent map itself is :mod:`musiclust.serving.figures`), imported on the
+  first use of one of its names here: it needs pandas, Plotly and librosa, which the first page does not.
 - :mod:`.text`: escaping, track lines, playlists, labels.
 """
 
@@ -17,10 +18,19 @@ from musiclust_app.caches import collection_mel, draw_upload_map, morph, reconst
 from musiclust_app.components import (  # noqa: F401
     EXCERPT_HELP, MAX_UPLOAD_MB, UPLOAD_TYPES, cluster_card, play_audio, play_track, playlist_buttons, waiting_for_first_model,
 )
-from musiclust_app.figures import (  # noqa: F401
-    METRIC_LABELS, contingency_figure, contingency_height, k_sweep_figure, mel_figure, metric_figure, morph_figure,
-    reconstruction_figure, training_curves_figure,
-)
 from musiclust_app.navigation import page_context, page_model, route, run  # noqa: F401
 from musiclust_app.sidebar import load_model, require_model, require_trained  # noqa: F401
 from musiclust_app.text import TRAIN_COMMAND, dataset_label, describe_label, file_digest, md, track_line  # noqa: F401
+
+_FIGURES = (  # musiclust_app.figures' names, imported on first use (PEP 562)
+    "METRIC_LABELS", "contingency_figure", "contingency_height", "k_sweep_figure", "mel_figure", "metric_figure",
+    "morph_figure", "reconstruction_figure", "training_curves_figure",
+)
+
+
+def __getattr__(name: str):
+    if name in _FIGURES:
+        from musiclust_app import figures
+
+        return getattr(figures, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

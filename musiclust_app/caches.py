@@ -8,15 +8,17 @@ them all when a retrain succeeds. The work itself is the :class:`~musiclust.serv
 from __future__ import annotations
 
 import threading
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from musiclust.service import Morph, ReconstructionReport
 from musiclust.serving.figures import map_figure, marker_size, set_upload_point, with_hover_text
 from musiclust_app.state import Context, get_service
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from musiclust import paths
@@ -16,6 +15,9 @@ from musiclust.serving.firstrun import BuildPlan, auto_build_enabled, ensure_fir
 from musiclust.serving.jobs import FAILED, RUNNING
 from musiclust_app.state import Context, jobs
 from musiclust_app.text import csv_playlist, first_run_text, m3u_playlist, md, outcome_reason, track_line
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 UPLOAD_TYPES = ["wav", "flac", "ogg", "mp3"]
 MAX_UPLOAD_MB = 50  # as server.maxUploadSize in .streamlit/config.toml and the service's limit

@@ -9,12 +9,13 @@ import csv
 import hashlib
 import io
 from pathlib import Path
-from typing import Optional
-
-import pandas as pd
+from typing import TYPE_CHECKING, Optional
 
 from musiclust.service import DecoderLabel
 from musiclust.serving.jobs import JobStatus
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TRAIN_COMMAND = "python -m musiclust train"
 _MD_SPECIAL = set("\\`*_{}[]<>#|~$")

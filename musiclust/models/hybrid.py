@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-from scipy import sparse
 
 from musiclust.determinism import reproducible
 from musiclust.errors import ParameterError
@@ -133,6 +132,8 @@ def _block_scale(centred: np.ndarray) -> float:
 
 
 def _check_hybrid_inputs(audio_mu, tfidf, has_lyrics) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from scipy import sparse  # here: the registry reads this module's constants, and an app page needs no SciPy
+
     audio_mu = np.asarray(audio_mu, dtype=np.float32)
     # a collection's TF-IDF stays sparse (CSR): only its (N, k) projection is dense
     tfidf = sparse.csr_matrix(tfidf, dtype=np.float32) if sparse.issparse(tfidf) else np.asarray(tfidf, dtype=np.float32)

@@ -8,11 +8,13 @@ columns of :func:`with_hover_text`.
 from __future__ import annotations
 
 import html
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
-import pandas as pd
-import plotly.graph_objects as go
+
+if TYPE_CHECKING:  # imported where a figure is built: a page that draws none (the first one) needs neither
+    import pandas as pd
+    import plotly.graph_objects as go
 
 CLUSTER_COLOURS = (
     "#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#EECA3B", "#9D755D", "#FF9DA6", "#BAB0AC",
@@ -64,6 +66,8 @@ def map_note(shown: int, total: int) -> Optional[str]:
 def density_trace(xs: np.ndarray, ys: np.ndarray, bins: int = DENSITY_BINS) -> go.Heatmap:
     """Every track of a large map as a 2-D histogram (``bins`` x ``bins`` counts, empty cells transparent):
     ~15k numbers to send whatever the collection's size. No ``customdata``, so a click on it selects no track."""
+    import plotly.graph_objects as go
+
     counts, xe, ye = np.histogram2d(xs, ys, bins=bins)  # (bins, bins)
     z = np.where(counts > 0, np.log1p(counts), np.nan).T  # (y, x), log so sparse regions still show
     return go.Heatmap(
@@ -105,6 +109,9 @@ def map_figure(frame: pd.DataFrame, colour_by: str = "cluster", marker_size: int
     so in the figure (:func:`map_note`), and trims each point's hover data to its id and title (the group
     or cluster is the trace's name; a click shows the rest): at 100,000 tracks 83 % of the payload was
     per-point hover data."""
+    import pandas as pd
+    import plotly.graph_objects as go
+
     total = len(frame)
     points = map_sample(frame, max_points)
     sampled = len(points) < total
