@@ -18,21 +18,21 @@ from musiclust.models.registry import ARCHITECTURES, SPECS
 if TYPE_CHECKING:
     from musiclust.models.base import BaseVAE, VAEConfig
 
-_LAZY = {  # name -> the module that defines it, imported on first use (PEP 562)
-    "BaseVAE": "base", "VAEConfig": "base",
-    "BasicVAE": "basic_vae", "BasicVAEConfig": "basic_vae",
-    "ConvVAE": "conv_vae", "ConvVAEConfig": "conv_vae",
-    "MVAEPoE": "mvae_poe", "MVAEPoEConfig": "mvae_poe", "product_of_experts": "mvae_poe",
-    "BetaCVAE": "beta_cvae", "BetaCVAEConfig": "beta_cvae",
-    "HybridFusion": "hybrid", "hybrid_embedding": "hybrid",
-}
+_LAZY = (  # imported on first use (PEP 562) from the base, the hybrid join or a network module the registry names
+    "BaseVAE", "VAEConfig", "BasicVAE", "BasicVAEConfig", "ConvVAE", "ConvVAEConfig", "MVAEPoE", "MVAEPoEConfig",
+    "product_of_experts", "BetaCVAE", "BetaCVAEConfig", "HybridFusion", "hybrid_embedding",
+)
 
 __all__ = ["MODELS", "build_model", "config_class", "model_name", *_LAZY]
 
 
 def __getattr__(name: str):
     if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        networks = dict.fromkeys(s.network_path.partition(":")[0] for s in SPECS.values())
+        for module in (f"{__name__}.base", f"{__name__}.hybrid", *networks):
+            found = getattr(importlib.import_module(module), name, None)
+            if found is not None:
+                return found
     if name == "MODELS":  # network name -> class
         from musiclust.models.registry import NETWORKS
 
