@@ -4,7 +4,7 @@ first page, and to the first model being usable, beside a one-line Streamlit app
 The checkout is a copy of this repository's files as git would check them out (tracked and untracked but
 not ignored: no rendered default set, no feature cache, no checkpoints, no job state), run from the copy
 with ``MUSICLUST_DEFAULT_AUDIO``, ``MUSICLUST_DEFAULT_MANIFEST``, ``MUSICLUST_CHECKPOINTS`` and
-``MUSICLUST_JOBS`` pointing into it (``musiclust/paths.py``). ``--quick`` renders a small manifest (3 rows
+``MUSICLUST_JOBS`` pointing into it (``musiclust/paths.py``). ``--quick`` renders a small manifest (4 rows
 of each of 4 groups, cut to 8 s) instead of the 490 clips.
 
 Which first run is measured depends on what the checkout does:
@@ -40,7 +40,7 @@ from bench.common import REPO, Log, goal, python_env, ratio, summary
 
 GOAL_FIRST_PAGE_S = 60.0
 BUILD_START_WAIT_S = 20.0
-QUICK_GROUPS, QUICK_PER_GROUP, QUICK_SECONDS = ("bach_chorale", "german_folk", "fiddle_tune", "monteverdi"), 3, 8.0
+QUICK_GROUPS, QUICK_PER_GROUP, QUICK_SECONDS = ("bach_chorale", "german_folk", "fiddle_tune", "monteverdi"), 4, 8.0
 UPLOADER = "[data-testid='stFileUploaderDropzoneInput']"
 REFERENCE_APP = 'import streamlit as st\n\nst.title("Reference")\n'
 

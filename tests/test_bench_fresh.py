@@ -17,8 +17,8 @@ def test_fresh_checkout_figure(tmp_path, real_music_folder):
     assert proc.returncode == 0, proc.stderr[-4000:]
     fr = json.loads(out.read_text())["figures"]["fresh"]
     assert "error" not in fr, fr.get("traceback")
-    assert fr["mode"] in ("background", "serial") and fr["manifest_rows"] == 12 and fr["quick"]
+    assert fr["mode"] in ("background", "serial") and fr["manifest_rows"] == 16 and fr["quick"]
     assert positive(fr["first_page_s"]) and positive(fr["reference_first_page_s"]["p50"]) and fr["reference_first_page_s"]["n"] == 2
-    assert fr["models"] and fr["clips"] == 12  # it really built: every clip rendered, models trained in the checkout
+    assert fr["models"] and fr["clips"] == 16  # it really built: every clip rendered, models trained in the checkout
     assert positive(fr["first_model_page_s"] or fr["first_checkpoint_s"]) and positive(fr["ratios"]["first_page_vs_reference"])
     has_goal(fr, "first_page")

@@ -140,7 +140,13 @@ def test_train_a_flat_library_from_the_sidebar_see_it_and_hear_a_neighbour(libra
     page.locator("[data-testid='stAlertContentSuccess']", has_text="lands in cluster").wait_for(timeout=HANG_MS)
     wait_idle(page)
     assert_no_exception(page)
+    # a neighbour plays its file, or the small MP3 of what the model heard of it once that exists
+    from musiclust.serving.previews import preview_entry
+
     files = {p.read_bytes() for p in flat.iterdir()}
+    files |= {e.read_bytes() for e in (preview_entry(p) for p in flat.iterdir() if p.suffix != ".txt") if e.is_file()}
+    page.wait_for_function("""() => [...document.querySelectorAll("[data-testid='stMain'] [data-testid='stAudio']")]
+        .some(a => a.getAttribute("src") || (a.querySelector("audio") || {}).src)""", timeout=HANG_MS)
     served = []
     for player in page.locator("[data-testid='stMain'] [data-testid='stAudio']").all():
         src = player.get_attribute("src") or player.locator("audio").get_attribute("src")
