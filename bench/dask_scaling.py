@@ -78,7 +78,7 @@ def measure(task: dict, ready: Callable[[], None]) -> dict:
     """One (files, workers) run: start a LocalCluster, warm it, time ``featurize_to_store`` into a fresh store."""
     from dask.distributed import Client, LocalCluster
 
-    from bench.common import PeakPerProcess
+    from bench.memory import PeakPerProcess
     from bench.replicas import store_bytes
     from musiclust.store.distributed import featurize_to_store
 

@@ -82,7 +82,7 @@ def _timed_umap_calls() -> dict:
 def measure_step(task: dict, ready: Callable[[], None]) -> dict:
     """One index step on the first ``n`` rows of the latents file, in this fresh process."""
     from musiclust.analysis import clustering
-    from bench.common import PeakRSS, max_rss_mb, rss_mb
+    from bench.memory import PeakRSS, max_rss_mb, rss_mb
 
     t0 = time.perf_counter()
     x = np.load(task["latents"])[: task["n"]]
@@ -128,7 +128,7 @@ def measure_step(task: dict, ready: Callable[[], None]) -> dict:
 
 def measure_upload(task: dict, ready: Callable[[], None]) -> dict:
     """Service.analyse against the real index and against the tiled one, alternated."""
-    from bench.common import rss_mb
+    from bench.memory import rss_mb
     from bench.replicas import tile_bundle
     from musiclust.features.audio import load_audio
     from musiclust.features.mel import audio_features

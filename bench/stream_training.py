@@ -1,7 +1,7 @@
 """Figure 9: peak memory of training from the sharded store as the library grows (1k, 10k, 100k tracks).
 
 What ``python -m musiclust train --features STORE`` does up to and through the fit loop, in a fresh
-process per size: the store-backed table (:func:`musiclust.store.shards.table_from_store`: every shard's
+process per size: the store-backed table (:func:`musiclust.store.stored_table.table_from_store`: every shard's
 index read, mel frames left on disk), :func:`musiclust.pipeline.prepare` (validation split by piece,
 the streaming mel normaliser over every training track, lyrics TF-IDF), and the ConvVAE's fit loop
 (:func:`musiclust.models.training.fit`) reading each segment from the store as it is asked for. Resident
@@ -49,13 +49,13 @@ def _nbytes(matrix) -> int:
 
 
 def measure(task: dict, ready: Callable[[], None]) -> dict:
-    from bench.common import PeakRSS, max_rss_mb, rss_mb
+    from bench.memory import PeakRSS, max_rss_mb, rss_mb
     from bench.replicas import replicated_tracks
     from musiclust.data.collection import Collection, load_collection
     from musiclust.errors import TrainingCancelled
     from musiclust.models import build_model
     from musiclust.pipeline import Settings, model_config, prepare
-    from musiclust.store.shards import table_from_store
+    from musiclust.store.stored_table import table_from_store
     from musiclust.models.training import TrainConfig, fit
 
     by_id = load_collection(task["data"]).by_id()

@@ -18,7 +18,8 @@ from typing import Optional
 
 import numpy as np
 
-from bench.common import REPO, Log, PeakRSS, goal, python_env, ratio, run_workers, summary
+from bench.common import REPO, Log, goal, python_env, ratio, run_workers, summary
+from bench.memory import PeakRSS
 
 GOAL_SECONDS = 120.0
 

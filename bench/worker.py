@@ -147,7 +147,7 @@ def scaling(task: dict) -> dict:
     """``FeatureStore.get_many`` over ``files`` with ``jobs`` workers into a fresh cache; peak memory of the tree."""
     from pathlib import Path
 
-    from bench.common import PeakRSS
+    from bench.memory import PeakRSS
     from musiclust.features.mel import FeatureStore
 
     store = FeatureStore(Path(task["cache"]))

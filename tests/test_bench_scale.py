@@ -110,7 +110,7 @@ def small_store(tmp_path_factory, real_music_folder):
 
 def test_a_replicated_store_reads_back_as_distinct_tracks_with_the_real_frames(small_store, tmp_path):
     from musiclust.data.collection import Collection
-    from musiclust.store.shards import table_from_store
+    from musiclust.store.stored_table import table_from_store
 
     base_root, tracks = small_store
     dst = tmp_path / "big"

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from musiclust.store import shards, streaming
+from musiclust.store import shards, stored_table, streaming
 from musiclust.config import FeatureConfig
 from musiclust.store.distributed import featurize_to_store
 from musiclust.features.mel import compute_features
@@ -118,7 +118,7 @@ def test_a_bad_file_is_recorded_in_its_shard_and_the_run_goes_on(client, real_mu
     assert again.featurized == 0 and again.already == len(paths)
     from musiclust.data.collection import load_folder
 
-    table = shards.table_from_store(load_folder(folder), root)
+    table = stored_table.table_from_store(load_folder(folder), root)
     assert len(table) == len(paths) - 1 and "not audio" in table.skipped[str(bad)]
 
 
@@ -201,7 +201,7 @@ def test_streaming_training_from_the_store_learns_and_matches_the_in_memory_run(
     by_name = {p.name: str(p) for p in real_clip_paths}
     collection = load_folder(real_music_folder)
     collection.tracks = [dataclasses.replace(t, path=Path(by_name[t.path.name])) for t in collection.tracks]
-    table = shards.table_from_store(collection, root)
+    table = stored_table.table_from_store(collection, root)
     assert streaming.is_lazy(table) and len(table) == 20
     rows = np.arange(len(table))
     in_memory_mels = [compute_features(t.path).mel_db for t in table.tracks]

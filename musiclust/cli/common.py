@@ -30,7 +30,7 @@ def load_table(args):
     collection = load_collection(spec, groups=groups, column=args.group_column, roots=roots)
     print(f"groups: {collection.group_source}" + (f" ({collection.group_reason})" if collection.group_reason else ""), file=sys.stderr)
     if store:  # features a `features` run (Dask) wrote; mels stay in the shards (musiclust.store.shards)
-        from musiclust.store.shards import table_from_store
+        from musiclust.store.stored_table import table_from_store
 
         table = table_from_store(collection, Path(store))
     else:

@@ -31,7 +31,7 @@ from musiclust.errors import ParameterError
 
 
 def is_lazy(table) -> bool:
-    """Whether a :class:`~musiclust.store.table.TrackTable`'s mels stay in a store (see :class:`musiclust.store.shards.StoreMels`)."""
+    """Whether a :class:`~musiclust.store.table.TrackTable`'s mels stay in a store (see :class:`musiclust.store.stored_table.StoreMels`)."""
     return bool(getattr(table.mels, "lazy", False))
 
 
