@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -190,3 +191,22 @@ def test_evaluate_save_writes_a_results_file(real_music_folder, tmp_path):
 def test_a_bad_results_name_is_refused_before_any_work(capsys):
     assert main(["evaluate", "--save", "--results-name", "../elsewhere", "--data", "/no/such/folder"]) == 2
     assert "--results-name: a results name must be" in capsys.readouterr().err  # not "music folder not found"
+
+
+def test_the_saved_k_is_the_k_the_run_clustered_with(real_music_folder, tmp_path):
+    """One group gives no k to copy: prepare() sweeps k from the data, and the results file records that k."""
+    from musiclust.data.collection import load_folder
+    from musiclust.pipeline import prepare
+    from musiclust.settings import Settings
+    from musiclust.store.table import featurize
+
+    group = sorted(p for p in real_music_folder.iterdir() if p.is_dir())[0]
+    one = tmp_path / "one"
+    shutil.copytree(group, one / group.name)
+    assert main(["evaluate", "--data", str(one), "--groups", "folder", "--models", "random", "--seeds", "2", "--format", "json", "--save",
+                 "--checkpoints", str(tmp_path / "ck"), "--results-dir", str(tmp_path / "results"), "--results-name", "one"]) == 0
+    table = featurize(load_folder(one, groups="folder"))
+    chosen = [prepare(table, Settings(seed=seed)).k_choice for seed in (0, 1)]
+    assert {c["source"] for c in chosen} == {"sweep"}
+    ks = [c["k"] for c in chosen]
+    assert load_results("one", tmp_path / "results")["k"] == (ks[0] if ks[0] == ks[1] else ks)

@@ -104,6 +104,8 @@ def evaluate(
     """Train and score every name for seeds ``settings.seed .. settings.seed + seeds - 1``.
 
     Returns the summary (one row per name: mean, ``*_std``, ``conditioned_on_label``) and the raw rows.
+    The summary's ``attrs["k"]`` is the k every seed clustered with (a list if the seeds' k differ: a
+    k swept from the data can).
     """
     unknown = [n for n in names if n not in ALL_NAMES]
     if unknown:
@@ -112,10 +114,11 @@ def evaluate(
         raise ParameterError("seeds must be at least 1")
     if not any(table.groups):
         raise DataError("evaluation needs tracks with known groups (sub-folders or a 'genre' column)")
-    rows = []
+    rows, ks = [], []
     for offset in range(seeds):
         seed_settings = Settings(**{**settings.__dict__, "seed": settings.seed + offset})
         prep = prepare(table, seed_settings)
+        ks.append(prep.k)
         trained = {}
         for name in names:
             if progress is not None:
@@ -132,6 +135,7 @@ def evaluate(
             rows.append(model_row(bundle))
     table_out = summarize([r for r in rows if "silhouette" in r or "nmi" in r]) if rows else pd.DataFrame()
     table_out["conditioned_on_label"] = table_out["model"].map(conditioned_on_label)
+    table_out.attrs["k"] = ks[0] if len(set(ks)) == 1 else ks
     return table_out, rows
 
 

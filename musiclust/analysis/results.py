@@ -25,7 +25,7 @@ import subprocess
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
@@ -184,7 +184,7 @@ def build_record(
     name: str,
     data: DataSummary,
     seeds: Sequence[int],
-    k: int,
+    k: Union[int, Sequence[int]],
     settings: dict,
     command: str,
     seconds: float,
@@ -206,7 +206,7 @@ def build_record(
         "command": command,
         "data": data.__dict__,
         "seeds": [int(s) for s in seeds],
-        "k": int(k),
+        "k": int(k) if np.isscalar(k) else [int(x) for x in k],  # a list when the seeds' swept k differ
         "settings": {key: value for key, value in settings.items()},
         "seconds": round(float(seconds), 1),
         "rows": summary_rows(per_seed),

@@ -26,7 +26,7 @@ def cmd_evaluate(args) -> int:
     records = to_records(summary)
     if args.save:
         ckpt.save_report(Path(args.checkpoints) / dataset_slug(args.data), "evaluation", {"seeds": args.seeds, "settings": settings_from(args).__dict__, "rows": rows})
-        _save_results(args, results_name, table, rows, time.perf_counter() - started, load_at_start)
+        _save_results(args, results_name, table, rows, summary.attrs["k"], time.perf_counter() - started, load_at_start)
     if args.format == "json":
         print(json.dumps(records, indent=1))
     elif args.format == "csv":
@@ -58,7 +58,7 @@ def _results_name(args) -> str:
     return check_name(args.results_name or results_name(args.data), "--results-name")
 
 
-def _save_results(args, name: str, table, rows: list[dict], seconds: float, load_at_start) -> None:
+def _save_results(args, name: str, table, rows: list[dict], k, seconds: float, load_at_start) -> None:
     """``evaluate --save``: the run's results file (commit, machine, data, seeds, k, mean ± std) under
     ``--results-dir`` (docs/results/), from which ``report`` renders the docs' tables."""
     from musiclust.analysis.results import DataSummary, build_record, save_results
@@ -69,7 +69,7 @@ def _save_results(args, name: str, table, rows: list[dict], seconds: float, load
         name=name,
         data=DataSummary.of_table(args.data, table),
         seeds=range(settings.seed, settings.seed + args.seeds),
-        k=settings.k or len(table.label_names()),  # as prepare() picks it
+        k=k,  # as prepare() chose it, per seed
         settings=settings.__dict__,
         command=_evaluate_command(args),
         seconds=seconds,
