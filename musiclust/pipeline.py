@@ -15,7 +15,6 @@ from typing import Callable, Optional
 
 import numpy as np
 from scipy import sparse
-import torch
 from musiclust.store import streaming
 from musiclust.serving.bundle import ModelBundle
 from musiclust.analysis.clustering import Standardizer, cluster, kmeans_kind, map_kind, umap_map

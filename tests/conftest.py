@@ -244,3 +244,24 @@ def default_set_checkpoints(real_rows, real_clips, feature_cache, tmp_path_facto
         assert report.trained == list(MODEL_NAMES), report.summary()  # the page tests need every model
 
     return _built_once(tmp_path_factory, "default-models", build) / "checkpoints"
+
+
+# --- the app pointed at the session's trained models (AppTest) -----------------------------------
+@pytest.fixture
+def app_env(monkeypatch, trained_checkpoints, real_music_folder, tmp_path):
+    """The app pointed at the tiny trained models (read-only use)."""
+    monkeypatch.setenv("MUSICLUST_CHECKPOINTS", str(trained_checkpoints))
+    monkeypatch.setenv("MUSICLUST_DATA", str(real_music_folder))
+    monkeypatch.setenv("MUSICLUST_JOBS", str(tmp_path / "jobs"))
+    return trained_checkpoints, str(real_music_folder)
+
+
+@pytest.fixture
+def own_env(monkeypatch, trained_checkpoints, real_music_folder, tmp_path):
+    """The app on a private copy of the trained models, for tests that retrain or write reports."""
+    root = tmp_path / "checkpoints"
+    shutil.copytree(trained_checkpoints, root, symlinks=True)
+    monkeypatch.setenv("MUSICLUST_CHECKPOINTS", str(root))
+    monkeypatch.setenv("MUSICLUST_DATA", str(real_music_folder))
+    monkeypatch.setenv("MUSICLUST_JOBS", str(tmp_path / "jobs"))
+    return root, str(real_music_folder), tmp_path / "jobs"

@@ -1,4 +1,5 @@
-"""Small helpers the tests share: a tree's digest (to prove files unchanged) and a bounded wait."""
+"""Small helpers the tests share: a tree's digest (to prove files unchanged), a bounded wait, and a
+pickle payload that proves whether a loader ran code."""
 
 import hashlib
 import time
@@ -20,3 +21,13 @@ def wait_until(predicate, seconds: float, what: str, every: float = 0.2):
             return value
         time.sleep(every)
     raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
+
+
+class Pickled:
+    """Unpickling this creates ``marker``: proof that a loader ran code."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))

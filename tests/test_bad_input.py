@@ -10,8 +10,6 @@ traceback, lyrics shown as text, odd file names) run the real app through ``AppT
 from __future__ import annotations
 
 import io
-import os
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -22,53 +20,13 @@ import soxr
 from musiclust.features.audio import MAX_SAMPLE_RATE, load_audio
 from musiclust.config import FeatureConfig
 from musiclust.errors import AudioError, MusiclustError
-from musiclust.features.mel import compute_features
 from musiclust.service import MAX_LYRICS_CHARS, MAX_UPLOAD_BYTES, Service, clean_user_lyrics, dataset_slug
+from apptest_support import no_exception, open_app, upload
+from crafted_audio import SR, encode, flac_claiming, wav_chunk, wav_with
 from support import tree_digest
 
-SR = 22050
 MODEL = "mvae_poe"  # audio + optional lyrics: the model the app prefers
 REPO = Path(__file__).resolve().parents[1]
-
-
-# --- helpers ------------------------------------------------------------------------------------
-def encode(y: np.ndarray, sr: int = SR, fmt: str = "WAV", subtype: str | None = None) -> bytes:
-    buf = io.BytesIO()
-    sf.write(buf, y, sr, format=fmt, subtype=subtype)
-    return buf.getvalue()
-
-
-def wav_chunk(data: bytes, tag: bytes) -> int:
-    """Offset of a RIFF chunk's 8-byte header (walks the chunk list, no guessing)."""
-    pos = 12
-    while pos + 8 <= len(data):
-        size = struct.unpack_from("<I", data, pos + 4)[0]
-        if data[pos : pos + 4] == tag:
-            return pos
-        pos += 8 + size + (size & 1)
-    raise AssertionError(f"no {tag!r} chunk")
-
-
-def wav_with(data: bytes, rate: int | None = None, data_size: int | None = None) -> bytes:
-    """A copy of a WAV file whose header lies: another sample rate and/or data chunk size."""
-    out = bytearray(data)
-    fmt = wav_chunk(data, b"fmt ")
-    channels, _, _, block_align = struct.unpack_from("<HIIH", out, fmt + 10)
-    if rate is not None:
-        struct.pack_into("<II", out, fmt + 12, rate, rate * block_align)
-    if data_size is not None:
-        struct.pack_into("<I", out, wav_chunk(data, b"data") + 4, data_size)
-    return bytes(out)
-
-
-def flac_claiming(data: bytes, total_samples: int) -> bytes:
-    """A copy of a FLAC file whose STREAMINFO claims ``total_samples`` (36-bit field)."""
-    assert data[:4] == b"fLaC" and data[4] & 0x7F == 0  # STREAMINFO first
-    out = bytearray(data)
-    packed = struct.unpack_from(">Q", out, 8 + 10)[0]  # rate(20) channels(3) bits(5) total(36)
-    packed = (packed & ~((1 << 36) - 1)) | total_samples
-    struct.pack_into(">Q", out, 8 + 10, packed)
-    return bytes(out)
 
 
 # --- fixtures -----------------------------------------------------------------------------------
@@ -348,39 +306,21 @@ def test_binary_and_html_lyrics_are_plain_text(service, clip, unchanged):
 
 
 # --- the app: what a person sees --------------------------------------------------------------
-APP = str(REPO / "app.py")
 
-
-@pytest.fixture
-def app_env(monkeypatch, trained_checkpoints, real_music_folder, tmp_path):
-    monkeypatch.setenv("MUSICLUST_CHECKPOINTS", str(trained_checkpoints))
-    monkeypatch.setenv("MUSICLUST_DATA", str(real_music_folder))
-    monkeypatch.setenv("MUSICLUST_JOBS", str(tmp_path / "jobs"))
-    return trained_checkpoints / dataset_slug(str(real_music_folder))
-
-
-def _open_app():
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def _upload(at, name: str, data: bytes):
-    at.file_uploader[0].set_value((name, data, "audio/wav"))
-    return at.run()
+def _models(app_env) -> Path:
+    checkpoints, data = app_env
+    return checkpoints / dataset_slug(data)
 
 
 def test_app_shows_every_bad_upload_as_an_error_never_a_traceback(app_env, clip, bad_cases):
-    before = tree_digest(app_env)
-    at = _open_app()
+    before = tree_digest(_models(app_env))
+    at = open_app()
+    no_exception(at)
     cases = dict(bad_cases)
     cases["over the upload limit"] = (encode(np.tile(clip, MAX_UPLOAD_BYTES // (len(clip) * 2) + 1), SR, "WAV", "PCM_16"), "upload limit")
     for case, (data, message) in cases.items():
         name = case.replace(" ", "_") + ".wav"
-        _upload(at, name, data)
+        upload(at, name=name, data=data)
         assert not at.exception, (case, [e.value for e in at.exception])
         errors = [str(e.value).replace("\\", "") for e in at.error]  # the page escapes Markdown in names
         assert len(errors) == 1 and name in errors[0], (case, errors)
@@ -388,7 +328,7 @@ def test_app_shows_every_bad_upload_as_an_error_never_a_traceback(app_env, clip,
 
         assert re.search(message, errors[0]), (case, errors[0])
         assert not at.success, f"{case}: a bad file shows the error and nothing else"
-    assert tree_digest(app_env) == before, "checkpoint files are byte-for-byte unchanged"
+    assert tree_digest(_models(app_env)) == before, "checkpoint files are byte-for-byte unchanged"
 
 
 ODD_NAMES = [
@@ -406,10 +346,11 @@ def test_app_never_uses_an_uploaded_name_as_a_path(app_env, clip, tmp_path, monk
     before_cwd = sorted(p.name for p in tmp_path.iterdir())
     escape = Path("/tmp/musiclust-escape.wav")
     escape.unlink(missing_ok=True)
-    at = _open_app()
+    at = open_app()
+    no_exception(at)
     good = encode(clip, SR, "WAV", "PCM_16")
     for name in ODD_NAMES:
-        _upload(at, name, good)
+        upload(at, name=name, data=good)
         assert not at.exception, (name, [e.value for e in at.exception])
         assert not at.error, (name, [e.value for e in at.error])
         success = [str(s.value) for s in at.success]
@@ -420,13 +361,14 @@ def test_app_never_uses_an_uploaded_name_as_a_path(app_env, clip, tmp_path, monk
 
 
 def test_app_shows_huge_binary_and_html_lyrics_as_text(app_env, clip):
-    at = _open_app()
+    at = open_app()
+    no_exception(at)
     good = encode(clip, SR, "WAV", "PCM_16")
     html = "<script>alert('x')</script><img src=x onerror=alert(1)> Herr Gott, dich loben wir"
     binary = bytes(range(256)).decode("latin-1")
     for lyrics in (html, binary, "Herr Gott dich loben wir " * 42_000):
         at.text_area(key="lyrics").set_value(lyrics).run()
-        _upload(at, "chorale.wav", good)
+        upload(at, name="chorale.wav", data=good)
         assert not at.exception, [e.value for e in at.exception]
         assert not at.error, [e.value for e in at.error]
         shown = [str(t.value) for t in at.text]

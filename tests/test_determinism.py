@@ -20,7 +20,6 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from musiclust.serving import checkpoint as ckpt
 from musiclust.service import dataset_slug

@@ -1,4 +1,4 @@
-"""Faults tried for real, on real trained checkpoints and real feature-cache entries.
+"""Faults tried for real, on real trained checkpoints (the feature cache's: ``test_cache_faults.py``).
 
 - SIGKILL while a *real* model checkpoint is being saved, 20 times, each kill proven to land inside a
   save (the saver is frozen and the files on disk checked before the kill): the version in use always
@@ -7,8 +7,7 @@
   service (and so the app) falls back to the last good version, which answers as before;
 - a training run whose loss becomes NaN, through the app's own background retrain: aborted, the
   previous models kept byte for byte, the reason shown in the page;
-- a feature-cache entry cut short at every kind of point, or crafted: recomputed, never trusted;
-- checkpoint and cache files crafted to run code on load (pickle payloads): refused, nothing runs.
+- checkpoint files crafted to run code on load (pickle payloads): refused, nothing runs.
 """
 
 from __future__ import annotations
@@ -33,23 +32,12 @@ import pytest
 from musiclust.serving import checkpoint as ckpt
 from musiclust.serving.bundle import ModelBundle
 from musiclust.errors import CheckpointError
-from musiclust.features.mel import FeatureStore, compute_features
 from musiclust.service import Service, dataset_slug
-from support import tree_digest
+from support import Pickled, tree_digest
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "conv_vae_fusion"  # the largest checkpoint: a conv VAE plus fusion state
 
-
-
-class Pickled:
-    """Unpickling this creates ``marker``: proof that a loader ran code."""
-
-    def __init__(self, marker: Path):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (Path.touch, (Path(self.marker),))
 
 
 @pytest.fixture(scope="module")
@@ -293,90 +281,6 @@ def test_no_loader_in_the_code_can_unpickle():
     assert not hits, hits
 
 
-# --- feature cache -------------------------------------------------------------------------------
-@pytest.fixture
-def store(tmp_path, real_clip_paths):
-    store = FeatureStore(tmp_path / "cache")
-    fresh, cached = store.get(real_clip_paths[0])
-    assert not cached
-    (entry,) = list((tmp_path / "cache").rglob("*.npz"))
-    return store, real_clip_paths[0], entry, fresh
-
-
-def _assert_recomputed(store, path, entry, fresh):
-    again, cached = store.get(path)
-    assert not cached, "a damaged cache entry was trusted"
-    np.testing.assert_array_equal(again.mel_db, fresh.mel_db)
-    np.testing.assert_array_equal(again.mfcc_stats, fresh.mfcc_stats)
-    assert store.get(path)[1], "the recomputed entry is written back whole"
-
-
-def test_cache_entry_cut_short_anywhere_is_recomputed(store):
-    store, path, entry, fresh = store
-    whole = entry.read_bytes()
-    with zipfile.ZipFile(io.BytesIO(whole)) as archive:
-        offsets = sorted({0, 4, 30, *(i.header_offset + d for i in archive.infolist() for d in (0, 20, 60, 200)), len(whole) - 22, len(whole) - 1})
-    for cut in [c for c in offsets if 0 <= c < len(whole)]:
-        entry.write_bytes(whole[:cut])
-        _assert_recomputed(store, path, entry, fresh)
-    assert len(offsets) > 8
-
-
-def test_crafted_cache_entries_are_recomputed_and_run_nothing(store, tmp_path):
-    store, path, entry, fresh = store
-    marker = tmp_path / "pwned-cache"
-    nan_mel = fresh.mel_db.copy()
-    nan_mel[3, 5] = np.nan
-
-    def npz(**arrays) -> bytes:
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        return buf.getvalue()
-
-    huge_header = io.BytesIO()
-    with zipfile.ZipFile(huge_header, "w") as archive:  # an .npy header promising 4 TB of float32
-        header = {"descr": "<f4", "fortran_order": False, "shape": (128, 2**40 // 128)}
-        body = io.BytesIO()
-        np.lib.format.write_array_header_1_0(body, header)
-        archive.writestr("mel_db.npy", body.getvalue() + b"\0" * 64)
-    crafted = {
-        "pickle payload": pickle.dumps(Pickled(marker)),
-        "object array (pickle inside npz)": npz(mel_db=np.array([Pickled(marker)], dtype=object), mfcc_stats=fresh.mfcc_stats, duration=1.0),
-        "NaN in the mel": npz(mel_db=nan_mel, mfcc_stats=fresh.mfcc_stats, duration=fresh.duration),
-        "Inf duration": npz(mel_db=fresh.mel_db, mfcc_stats=fresh.mfcc_stats, duration=np.inf),
-        "duration is an array": npz(mel_db=fresh.mel_db, mfcc_stats=fresh.mfcc_stats, duration=np.arange(3.0)),
-        "float64 mel": npz(mel_db=fresh.mel_db.astype(np.float64), mfcc_stats=fresh.mfcc_stats, duration=fresh.duration),
-        "wrong band count": npz(mel_db=fresh.mel_db[:64], mfcc_stats=fresh.mfcc_stats, duration=fresh.duration),
-        "a bare .npy": _npy(fresh.mel_db),
-        "npy header promising 4 TB": huge_header.getvalue(),
-        "empty file": b"",
-    }
-    for what, data in crafted.items():
-        entry.write_bytes(data)
-        try:
-            _assert_recomputed(store, path, entry, fresh)
-        except Exception as exc:  # name the case
-            raise AssertionError(f"{what}: {exc!r}") from exc
-        assert not marker.exists(), f"{what}: a crafted cache entry ran code"
-
-
-def _npy(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array)
-    return buf.getvalue()
-
-
-def test_cache_is_keyed_by_content_so_a_swapped_file_is_never_served_stale(tmp_path, real_clip_paths):
-    store = FeatureStore(tmp_path / "cache")
-    target = tmp_path / "track.wav"
-    shutil.copy(real_clip_paths[0], target)
-    first, _ = store.get(target)
-    shutil.copy(real_clip_paths[1], target)  # same name and size class, other music
-    second, cached = store.get(target)
-    assert not cached
-    np.testing.assert_array_equal(second.mel_db, compute_features(real_clip_paths[1]).mel_db)
-
-
 # --- a training run whose loss becomes NaN ----------------------------------------------------------
 NAN_INJECTOR = textwrap.dedent(
     """
@@ -481,3 +385,4 @@ def test_app_says_it_fell_back_and_why(damaged_app):
     at.switch_page("pages/latent_map.py").run()  # a page that loads the model
     notices = " ".join(str(e.value) for kind in ("warning", "info", "error", "caption") for e in getattr(at, kind))
     assert current.name in notices and "previous" in notices.lower(), notices
+

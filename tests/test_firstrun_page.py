@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from test_firstrun import HANG_GUARD_S, REPO, tiny_default  # noqa: F401  (the tiny default set fixture)

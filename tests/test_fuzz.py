@@ -14,7 +14,6 @@ on speed: an input that hangs the decoder is caught by the suite's per-test time
 from __future__ import annotations
 
 import io
-import json
 import os
 import struct
 

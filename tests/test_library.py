@@ -6,7 +6,6 @@ Every file is a real clip from the corpus (conftest), encoded with soundfile and
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -24,7 +23,6 @@ from mutagen.wave import WAVE
 from musiclust.data.collection import load_collection, load_folder
 from musiclust.data.known import LibraryChoice, known_libraries, last_library, remember_library
 from musiclust.data.tags import read_tags, strip_lrc
-from musiclust.errors import DataError
 from musiclust.store.table import featurize
 
 REPO = Path(__file__).resolve().parents[1]

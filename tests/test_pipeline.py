@@ -14,7 +14,7 @@ from musiclust.store.table import split_by_piece
 from musiclust.errors import CheckpointError
 from musiclust.features.mel import compute_features
 from musiclust.models.registry import MODEL_NAMES
-from musiclust.service import Service, dataset_slug, morph, sonify
+from musiclust.service import Service, morph, sonify
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 

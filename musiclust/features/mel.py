@@ -7,16 +7,14 @@ so a second run recomputes nothing and a changed file is recomputed.
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 import time
 import zipfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import librosa
 import numpy as np

@@ -6,7 +6,6 @@ and a join can be re-weighted without retraining.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
