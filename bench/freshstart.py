@@ -141,7 +141,7 @@ def reference_start(browser, tmp: Path) -> float:
 
 def _watch_background(co: Checkout, browser, s, first_page_s: float, timeout: float, log: Log) -> dict:
     """After the first page: when the first checkpoint appears, the page offers the upload, every model is there."""
-    from bench.upload import APP_MODEL_ORDER
+    from musiclust.models.registry import MODEL_NAMES  # what a first run trains
 
     out: dict = {"first_checkpoint_s": None, "first_model_page_s": None, "all_models_s": None, "progress": []}
     deadline = s.started + timeout
@@ -163,7 +163,7 @@ def _watch_background(co: Checkout, browser, s, first_page_s: float, timeout: fl
                 out["first_model_page_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
             finally:
                 page.close()
-        if len(models) >= len(APP_MODEL_ORDER):
+        if len(models) >= len(MODEL_NAMES):
             out["all_models_s"] = time.monotonic() - s.started
             break
         time.sleep(0.5)

@@ -33,6 +33,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from bench.common import Log, goal, ratio
+from musiclust.models.registry import DEFAULT_MODEL  # the model trained: the one the app serves first
 
 BASE_TRACKS = 100
 SHARD_TRACKS = 50
@@ -82,7 +83,7 @@ def measure(task: dict, ready: Callable[[], None]) -> dict:
         prep = prepare(table, Settings(seed=0, epochs=1))
         mark("prepare", t)
         t = time.perf_counter()
-        model = build_model("conv_vae", model_config("conv_vae", prep), seed=0)
+        model = build_model(DEFAULT_MODEL, model_config(DEFAULT_MODEL, prep), seed=0)
         train, val = prep.data(prep.train_rows), prep.data(prep.val_rows)
         cancelled = False
         try:
@@ -158,7 +159,7 @@ def run(data: str, sizes: Sequence[int], log: Log, max_batches: int = 40, base_t
         "base_tracks": len(ids),
         "shard_tracks": shard_tracks,
         "max_batches": max_batches,
-        "model": "conv_vae",
+        "model": DEFAULT_MODEL,
         "rows": rows,
         "peak_mb_per_1k_tracks": None if slope is None else 1000 * slope,
         "ratios": {"peak_largest_vs_smallest": growth},

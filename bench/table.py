@@ -85,7 +85,7 @@ def table_rows(results: dict) -> list[list[str]]:
                      f"torch step {ref * 1000:.0f} ms", f"{_f(t['ratios']['wall_vs_reference_step'], '.0f')} steps", _met(t["goals"]["retrain"])])
         for name, m in t["models"].items():
             per = m["seconds_per_epoch"].get("p50")
-            rows.append(["3 Training", f"{name}: s/epoch p50 · epochs · total s" + (" (reuses conv_vae)" if m["reuses_conv_vae"] else ""),
+            rows.append(["3 Training", f"{name}: s/epoch p50 · epochs · total s" + (f" (reuses {m['reuses']})" if m.get("reuses") else ""),
                          f"{_f(per)} · {m['epochs_run']} · {_f(m['seconds_total'], '.1f')}", f"torch step {ref * 1000:.0f} ms",
                          f"{_f(m['epoch_vs_reference_step'], '.1f')} steps/epoch", ""])
     if not broken("app", "4 App start"):

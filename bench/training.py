@@ -45,6 +45,7 @@ def warm_feature_cache(data: str, log: Log) -> dict:
 
 
 def run(data: str, out: Path, log: Log, epochs: Optional[int] = None, extra_args: tuple = ()) -> dict:
+    from musiclust.models.registry import spec
     from musiclust.serving import checkpoint as ckpt
     from musiclust.service import dataset_slug
 
@@ -69,7 +70,6 @@ def run(data: str, out: Path, log: Log, epochs: Optional[int] = None, extra_args
         history = meta.get("history") or []
         cumulative = [row.get("seconds", 0.0) for row in history]
         per_epoch = np.diff([0.0] + cumulative).tolist() if cumulative else []
-        reused = name == "conv_vae_fusion"
         models[name] = {
             "epochs_run": len(history),
             "epochs_max": (meta.get("settings") or {}).get("epochs"),
@@ -78,7 +78,7 @@ def run(data: str, out: Path, log: Log, epochs: Optional[int] = None, extra_args
             "train_seconds": meta.get("train_seconds"),
             "seconds_total": meta.get("seconds_total"),
             "seconds_per_epoch": summary(per_epoch) if per_epoch else {"n": 0},
-            "reuses_conv_vae": reused,
+            "reuses": spec(name).reuses,  # the model whose trained network it takes as it is
         }
     ref = (ref_before + ref_after) / 2
     for m in models.values():

@@ -18,11 +18,11 @@ from typing import Optional, Sequence
 from bench.common import Log, goal, make_variants, ratio, run_workers, summary
 
 GOAL_P95_S = 0.300
-APP_MODEL_ORDER = ("mvae_poe", "conv_vae_fusion", "conv_vae", "beta_cvae", "basic_vae")  # the app's default first
-
-
 def ordered_models(models: Sequence[str]) -> list[str]:
-    return sorted(models, key=lambda m: APP_MODEL_ORDER.index(m) if m in APP_MODEL_ORDER else len(APP_MODEL_ORDER))
+    """``models`` in the app's display order (its default first)."""
+    from musiclust.models.registry import DISPLAY_ORDER
+
+    return sorted(models, key=lambda m: DISPLAY_ORDER.index(m) if m in DISPLAY_ORDER else len(DISPLAY_ORDER))
 
 
 def _summarise(raw: dict) -> dict:

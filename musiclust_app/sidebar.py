@@ -226,6 +226,7 @@ def retrain_form(ctx: Context) -> None:
     catalogue = model_catalogue()
     names = [m.name for m in catalogue]
     opt_in = [m.name for m in catalogue if m.opt_in]
+    beta_for = ", ".join(m.name for m in catalogue if m.uses_beta) or "no model"
     defaults = training_defaults()
     with st.expander("Retrain models", expanded=False, icon=":material/model_training:"):
         library_settings(ctx)
@@ -236,7 +237,7 @@ def retrain_form(ctx: Context) -> None:
             epochs = a.number_input("Epochs", 1, 1000, defaults["epochs"], key="retrain_epochs",
                                     help="At most this many; training stops early when the validation loss stops improving")
             latent = b.number_input("Latent size", 2, 512, defaults["latent_dim"], key="retrain_latent")
-            beta = a.number_input("β (beta_cvae)", 0.0, 100.0, defaults["beta"], step=0.5, key="retrain_beta")
+            beta = a.number_input(f"β ({beta_for})", 0.0, 100.0, defaults["beta"], step=0.5, key="retrain_beta")
             seed = b.number_input("Seed", 0, 2**31 - 1, defaults["seed"], key="retrain_seed")
             submitted = st.form_submit_button("Start retrain", type="primary", width="stretch", key="retrain_start")
         st.caption(f"Runs `{TRAIN_COMMAND}` in the background on {md(dataset_label(ctx.dataset))}; "

@@ -8,10 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from musiclust.models.registry import MODEL_NAMES
+
 REPO = Path(__file__).resolve().parents[1]
 FORMATS = ("wav_44k_stereo", "wav_22k_mono", "ogg", "mp3")
 WAV_FORMATS = FORMATS[:2]
-MODELS = {"basic_vae", "conv_vae", "conv_vae_fusion", "mvae_poe", "beta_cvae"}
+MODELS = set(MODEL_NAMES)  # what `train --models all` trains
 
 
 def bench(*args: str, timeout: int = 1200) -> subprocess.CompletedProcess:

@@ -89,8 +89,9 @@ def pytest_runtest_makereport(item, call):
 
 
 # The longest files first (wall seconds each on the 2-core machine, two workers, 2026-12-03: 140 down to
-# 40): the workers take a file at a time in this order, so no long file starts last and runs alone while
-# the other worker idles. Scheduling only: a file missing here runs after these, in collection order.
+# 40): with --no-loadscope-reorder (scripts/run-tests) the workers take a file at a time in this order, so
+# no long file starts last and runs alone while the other worker idles. Scheduling only: a file missing
+# here runs after these, in collection order.
 LONGEST_FIRST = (
     "test_bench.py", "test_bench_projection.py", "test_soak.py", "test_bench_browser.py", "test_bench_fresh.py",
     "test_browser_library.py", "test_train_cli.py", "test_app.py", "test_browser.py", "test_determinism.py",

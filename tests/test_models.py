@@ -261,13 +261,17 @@ def _string_constants(tree: ast.AST):
 
 
 def test_no_model_name_is_written_outside_the_registry():
-    """Model facts live in models/registry.py only: any other string naming a model is a second copy."""
+    """Model facts live in models/registry.py only: any other string naming a model, in the package, the app
+    or the benchmark, is a second copy."""
     names = re.compile(r"\b(" + "|".join(map(re.escape, SPECS)) + r")\b")
     found = []
-    for path in sorted(PACKAGE.rglob("*.py")):
+    root = PACKAGE.parent
+    code = [*PACKAGE.rglob("*.py"), *(root / "musiclust_app").rglob("*.py"), *(root / "pages").rglob("*.py"),
+            root / "app.py", *(root / "bench").rglob("*.py")]
+    for path in sorted(code):
         if path == PACKAGE / "models" / "registry.py":
             continue
         for node in _string_constants(ast.parse(path.read_text(encoding="utf-8"))):
             if names.search(node.value):
-                found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: {node.value[:60]!r}")
+                found.append(f"{path.relative_to(root)}:{node.lineno}: {node.value[:60]!r}")
     assert not found, "model names outside the registry:\n" + "\n".join(found)

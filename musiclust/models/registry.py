@@ -63,6 +63,7 @@ class ModelSpec:
     joins_lyrics: bool = False  # the hybrid join (musiclust.models.hybrid) follows the network
     reuses: Optional[str] = None
     needs_pretrained: bool = False  # reads MusiCNN vectors per segment: extracted (cached) before training
+    uses_beta: bool = False  # its loss weighs the KL term by the run's β (the retrain form's β field)
     # Its decoder sees the group: scores against that group are flagged, never compared as equals.
     conditioned_on_label: bool = False
     # Tracks are clustered, mapped and compared by the direction of their latent (BaseVAE.cluster_on_direction).
@@ -121,7 +122,7 @@ SPECS: dict[str, ModelSpec] = {
         ModelSpec(
             "beta_cvae", "musiclust.models.beta_cvae:BetaCVAE", "β-VAE whose decoder is conditioned on the group label", 3,
             lambda i: {**_shape(i), "n_labels": i.n_labels, "beta": i.beta}, needs_labels=True,
-            conditioned_on_label=True,
+            conditioned_on_label=True, uses_beta=True,
         ),
         ModelSpec(
             "musicnn_vae", "musiclust.models.musicnn_vae:MusiCNNVAE",

@@ -36,12 +36,13 @@ class ModelEntry:
     conditioned_on_label: bool
     reuses: Optional[str]  # the model whose trained network this one takes as it is
     opt_in: bool = False  # not trained by default (it reads a pretrained network's vectors): see registry.OPT_IN_MODELS
+    uses_beta: bool = False  # the run's β weighs its KL term
 
 
 def model_catalogue() -> list[ModelEntry]:
     """Every known model, in the order the app offers them (from :mod:`musiclust.models.registry`)."""
     return [
-        ModelEntry(n, s.blurb, s.uses_lyrics, s.joins_lyrics, s.conditioned_on_label, s.reuses, n in OPT_IN_MODELS)
+        ModelEntry(n, s.blurb, s.uses_lyrics, s.joins_lyrics, s.conditioned_on_label, s.reuses, n in OPT_IN_MODELS, s.uses_beta)
         for n, s in ((n, SPECS[n]) for n in DISPLAY_ORDER)
     ]
 
