@@ -5,7 +5,8 @@ The checkout is a copy of this repository's files as git would check them out (t
 not ignored: no rendered default set, no feature cache, no checkpoints, no job state), run from the copy
 with ``MUSICLUST_DEFAULT_AUDIO``, ``MUSICLUST_DEFAULT_MANIFEST``, ``MUSICLUST_CHECKPOINTS`` and
 ``MUSICLUST_JOBS`` pointing into it (``musiclust/paths.py``). ``--quick`` renders a small manifest (4 rows
-of each of 4 groups, cut to 8 s) instead of the 490 clips.
+of each of 4 groups, cut to 8 s) instead of the 490 clips, and stops watching once the first model is
+usable (every model trained is timed only in the full run).
 
 Which first run is measured depends on what the checkout does:
 
@@ -99,6 +100,16 @@ class Checkout:
     def job_started(self) -> bool:
         return self.jobs.is_dir() and any(self.jobs.iterdir())
 
+    def build_failure(self) -> Optional[str]:
+        """The background build's message if it failed (its status file, as the app's sidebar reads it)."""
+        from musiclust.serving.jobs import FAILED, read_status
+
+        status = self.jobs / "retrain.json"
+        if not status.is_file():
+            return None
+        state = read_status(status)
+        return (state.message or FAILED) if state.state == FAILED else None
+
     def stop_builds(self) -> list[int]:
         """Stop what still runs from this checkout (a background build outlives the server): by pid."""
         import psutil
@@ -139,8 +150,9 @@ def reference_start(browser, tmp: Path) -> float:
         return _first_page(browser, s.url, s.started)
 
 
-def _watch_background(co: Checkout, browser, s, first_page_s: float, timeout: float, log: Log) -> dict:
-    """After the first page: when the first checkpoint appears, the page offers the upload, every model is there."""
+def _watch_background(co: Checkout, browser, s, first_page_s: float, timeout: float, log: Log, every_model: bool = True) -> dict:
+    """After the first page: when the first checkpoint appears, the page offers the upload, and (``every_model``)
+    every model is there."""
     from musiclust.models.registry import MODEL_NAMES  # what a first run trains
 
     out: dict = {"first_checkpoint_s": None, "first_model_page_s": None, "all_models_s": None, "progress": []}
@@ -166,6 +178,10 @@ def _watch_background(co: Checkout, browser, s, first_page_s: float, timeout: fl
         if len(models) >= len(MODEL_NAMES):
             out["all_models_s"] = time.monotonic() - s.started
             break
+        if not every_model and out["first_checkpoint_s"] is not None:
+            break
+        if failure := co.build_failure():  # nothing more will come: say why instead of waiting for the timeout
+            raise RuntimeError(f"the first run's build failed: {failure}")
         time.sleep(0.5)
     out["models"] = co.models()
     out["clips"] = co.clips()
@@ -217,7 +233,7 @@ def run(log: Log, quick: bool, timeout: float = 1800.0) -> dict:
                     background = bool(co.clips() or co.job_started())
                     if background:
                         out = {"mode": "background", "health_s": health, "first_page_s": first_page,
-                               **_watch_background(co, browser, s, first_page, timeout, log)}
+                               **_watch_background(co, browser, s, first_page, timeout, log, every_model=not quick)}
                 if not background:
                     log("fresh: the app started no build: timing scripts/run-app's steps instead")
                     out = {"mode": "serial", "app_without_data_first_page_s": first_page, "health_without_data_s": health,

@@ -165,7 +165,7 @@ def run(args) -> dict:
             nonlocal trained_root
             from bench import training as tr
 
-            out = tr.run(s["data"], Path(tmp_ckpt), log, epochs=s["epochs"])
+            out = tr.run(s["data"], Path(tmp_ckpt), log, epochs=s["epochs"], reference_steps=3 if s["quick"] else 20)
             trained_root = Path(tmp_ckpt)
             return out
 

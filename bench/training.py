@@ -44,13 +44,13 @@ def warm_feature_cache(data: str, log: Log) -> dict:
     return {"tracks": len(collection), "computed": report.computed, "cached": report.cached, "failed": len(report.failed), "seconds": seconds}
 
 
-def run(data: str, out: Path, log: Log, epochs: Optional[int] = None, extra_args: tuple = ()) -> dict:
+def run(data: str, out: Path, log: Log, epochs: Optional[int] = None, extra_args: tuple = (), reference_steps: int = 20) -> dict:
     from musiclust.models.registry import spec
     from musiclust.serving import checkpoint as ckpt
     from musiclust.service import dataset_slug
 
     cache = warm_feature_cache(data, log)
-    ref_before = torch_reference()
+    ref_before = torch_reference(reference_steps)
     cmd = [sys.executable, "-m", "musiclust", "train", "--data", data, "--models", "all", "--checkpoints", str(out), *extra_args]
     if epochs is not None:
         cmd += ["--epochs", str(epochs)]
@@ -62,7 +62,7 @@ def run(data: str, out: Path, log: Log, epochs: Optional[int] = None, extra_args
     wall = time.perf_counter() - t
     if proc.returncode != 0:
         raise RuntimeError(f"training failed ({proc.returncode}): {err_text[-2000:]}")
-    ref_after = torch_reference()
+    ref_after = torch_reference(reference_steps)
     root = Path(out) / dataset_slug(data)
     models = {}
     for name in ckpt.available(root):

@@ -1,10 +1,11 @@
 """The same seed gives the same bits: weights, embeddings, clusters, map and scores, whatever the thread
 settings of the process (``musiclust.determinism``).
 
-Two fresh processes, one with every thread pool at 1 and one at 2 (``OMP_NUM_THREADS``, MKL, OpenBLAS,
-numba), train the session's models again from the session's features with the session's settings and
-score the baselines; both, and the session's own checkpoints trained in this process, must agree bit for
-bit. Without the pinned threads they do not: on the 2-core development machine one and two torch threads
+A fresh process whose thread pools (``OMP_NUM_THREADS``, MKL, OpenBLAS, numba) are set to another count
+than the test run's own processes have (1 where they have several, else 2) trains the session's models
+again from the session's features with the session's settings and scores the baselines; it and the
+session's own checkpoints, trained in a test process, must agree bit for bit, and so must the baselines'
+scores computed here. Without the pinned threads they do not: on the 2-core development machine one and two torch threads
 gave the ConvVAE and the BasicVAE other weights after two epochs, and one and two OpenBLAS threads gave
 the PCA baseline another embedding (silhouette 0.208104208 vs 0.208104104).
 """
@@ -71,29 +72,38 @@ RETRAIN = textwrap.dedent(
 
 
 def test_same_seed_same_bits_whatever_the_threads(trained_checkpoints, real_music_folder, feature_cache, tmp_path):
+    import torch
+
+    from musiclust.analysis.baselines import BASELINES, PRETRAINED_BASELINES
+    from musiclust.analysis.evaluation import baseline_scores
+    from musiclust.pipeline import Settings, prepare
+    from musiclust.store.table import featurize
+    from musiclust.data.collection import load_folder
+
     source = trained_checkpoints / dataset_slug(str(real_music_folder))
     session = {name: fingerprint(ckpt.load(source, name, fallback=False)) for name in MODELS}
     settings = dict(ckpt.load(source, "conv_vae", fallback=False).meta["settings"], models=list(MODELS))  # what the session used
-    runs = {}
-    for threads in (1, 2):
-        env = {**os.environ, "PYTHONPATH": str(REPO), **{v: str(threads) for v in THREAD_VARIABLES}}
-        runs[threads] = subprocess.Popen(
-            [sys.executable, "-c", RETRAIN, str(real_music_folder), str(feature_cache), str(tmp_path / str(threads)), json.dumps(settings)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-    for threads, proc in runs.items():
-        out, err = proc.communicate(timeout=900)  # a hang guard, not a speed limit
-        assert proc.returncode == 0, err[-3000:]
-        assert int(out.split()[-1]) == threads, "the two processes really ran with different thread counts"
+    here = torch.get_num_threads()  # the test processes' own count (they share one environment)
+    threads = 1 if here > 1 else 2
+    env = {**os.environ, "PYTHONPATH": str(REPO), **{v: str(threads) for v in THREAD_VARIABLES}}
+    out_dir = tmp_path / "retrained"
+    proc = subprocess.run(
+        [sys.executable, "-c", RETRAIN, str(real_music_folder), str(feature_cache), str(out_dir), json.dumps(settings)],
+        env=env, capture_output=True, text=True, timeout=900,  # a hang guard, not a speed limit
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert int(proc.stdout.split()[-1]) == threads != here, "the process really ran with another thread count"
     for name in MODELS:
-        for threads in (1, 2):
-            got = fingerprint(ckpt.load(tmp_path / str(threads), name, fallback=False))
-            for part in ("weights", "arrays"):
-                assert got[part].keys() == session[name][part].keys()
-                differ = sorted(k for k in got[part] if got[part][k] != session[name][part][k])
-                assert not differ, f"{name} with {threads} thread(s): {part} {differ[:4]} differ from the session's run"
-            assert got["metrics"] == session[name]["metrics"], f"{name} with {threads} thread(s): other scores"
-            assert got["reconstruction_mse_db"] == session[name]["reconstruction_mse_db"]
-            assert got["history"] == session[name]["history"], f"{name} with {threads} thread(s): other training losses"
-    baselines = {threads: json.loads((tmp_path / str(threads) / "baselines.json").read_text()) for threads in (1, 2)}
-    assert baselines[1] == baselines[2], "the baselines' scores depend on the thread count"
+        got = fingerprint(ckpt.load(out_dir, name, fallback=False))
+        for part in ("weights", "arrays"):
+            assert got[part].keys() == session[name][part].keys()
+            differ = sorted(k for k in got[part] if got[part][k] != session[name][part][k])
+            assert not differ, f"{name} with {threads} thread(s): {part} {differ[:4]} differ from the session's run ({here})"
+        assert got["metrics"] == session[name]["metrics"], f"{name} with {threads} thread(s): other scores"
+        assert got["reconstruction_mse_db"] == session[name]["reconstruction_mse_db"]
+        assert got["history"] == session[name]["history"], f"{name} with {threads} thread(s): other training losses"
+    settings.pop("models")
+    prep = prepare(featurize(load_folder(real_music_folder), cache_dir=feature_cache, jobs=1), Settings(**settings))
+    ours = {name: baseline_scores(name, prep) for name in BASELINES if name not in PRETRAINED_BASELINES}
+    theirs = json.loads((out_dir / "baselines.json").read_text())
+    assert json.loads(json.dumps(ours)) == theirs, f"the baselines' scores differ between {here} and {threads} thread(s)"
