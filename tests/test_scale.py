@@ -6,6 +6,7 @@ not depend on what the latents came from)."""
 from __future__ import annotations
 
 import html
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -50,6 +51,27 @@ def test_map_is_fitted_on_a_sample_and_transforms_the_rest_deterministically():
     rest = np.setdiff1d(np.arange(900), clustering.map_sample(900, 300, 0))
     labels, _ = clustering.cluster(coords, 5, seed=0)
     assert score_partition(coords[rest], labels[rest], truth[rest])["ari"] > 0.9
+
+
+def test_umap_kernels_are_cached_on_disk_and_give_the_same_map(tmp_path):
+    """UMAP's kernels are cached on disk (so a second process loads them instead of compiling ~19 s), and
+    the map drawn with them is the map of a process that compiles them afresh, bit for bit."""
+    import subprocess
+    import sys
+
+    x, _ = _blobs(300)
+    here = clustering.umap_map(x, seed=0)
+    for module_name, name in clustering._UNCACHED_KERNELS:
+        kernel = getattr(sys.modules[module_name], name)
+        folder = Path(kernel._cache._cache_path)
+        assert list(folder.glob(f"*.{kernel.py_func.__name__}-*.nbi")), f"{module_name}.{name}: no cache index in {folder}"
+    np.save(tmp_path / "x.npy", x)
+    code = ("import sys, numpy as np; from musiclust.analysis import clustering; clustering._UNCACHED_KERNELS = (); "
+            "np.save(sys.argv[2], clustering.umap_map(np.load(sys.argv[1]), seed=0))")  # numba compiles every kernel here
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.npy"), str(tmp_path / "map.npy")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    np.testing.assert_array_equal(np.load(tmp_path / "map.npy"), here)
 
 
 def test_silhouette_is_sampled_above_the_threshold_and_says_so():

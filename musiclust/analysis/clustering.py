@@ -162,6 +162,35 @@ def map_sample(n: int, fit_max: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=fit_max, replace=False))
 
 
+# UMAP's numba kernels that umap-learn compiles without ``cache=True``, which every process that fits a map
+# then compiles again: ~19 s of CPU per process (profiled, ``train`` on 20 tracks: 15 s for the two parallel
+# kernels of the fuzzy graph, 3 s for the layout epoch), more than the training itself on a small library.
+# Only the sequential layout kernel is listed: its parallel twin shares its Python function, so the two
+# would share one cache index (the maps are fitted with n_jobs=1, which uses the sequential one).
+_UNCACHED_KERNELS = (("umap.umap_", "smooth_knn_dist"), ("umap.umap_", "compute_membership_strengths"),
+                     ("umap.layouts", "_nb_optimize_layout_euclidean_single_epoch"))
+
+
+def load_umap():
+    """``umap``, with :data:`_UNCACHED_KERNELS` cached on disk by numba (beside umap's own sources, or in
+    ``NUMBA_CACHE_DIR``), so they are compiled once per machine and umap-learn version, not once per process.
+    The cached machine code is what numba would compile again (same function, types and flags), so maps
+    are bit-identical either way. A kernel that a later umap-learn renames, or one numba finds no writable
+    place to cache, is left as it is (compiled per process, as before)."""
+    import importlib
+
+    import umap  # imported here: numba compilation makes it slow to import, and only training needs it
+
+    for module_name, name in _UNCACHED_KERNELS:
+        kernel = getattr(importlib.import_module(module_name), name, None)
+        if kernel is not None and hasattr(kernel, "enable_caching") and type(kernel._cache).__name__ == "NullCache":
+            try:
+                kernel.enable_caching()
+            except RuntimeError:  # "no locator available": nowhere to write the cache
+                pass
+    return umap
+
+
 @reproducible()
 def umap_map(x: np.ndarray, seed: int = 0, n_neighbors: int = 15, fit_max: int = UMAP_FIT_MAX) -> np.ndarray:
     """2-D UMAP of ``x``: ``(N, 2)`` float32 (fitted once at training time and saved).
@@ -176,7 +205,7 @@ def umap_map(x: np.ndarray, seed: int = 0, n_neighbors: int = 15, fit_max: int =
     """
     if len(x) > fit_max:
         return _sample_and_transform(x, seed, n_neighbors, fit_max)
-    import umap  # imported here: numba compilation makes it slow to import, and only training needs it
+    umap = load_umap()
 
     n_neighbors = max(2, min(n_neighbors, len(x) - 1))
     knn = exact_knn(x, n_neighbors) if len(x) <= EXACT_KNN_MAX else None
@@ -192,7 +221,7 @@ def umap_map(x: np.ndarray, seed: int = 0, n_neighbors: int = 15, fit_max: int =
 def _sample_and_transform(x: np.ndarray, seed: int, n_neighbors: int, fit_max: int) -> np.ndarray:
     """UMAP fitted on :func:`map_sample` rows, UMAP ``transform`` for the others; ``(N, 2)`` float32. The
     reducer is used and dropped here: nothing of it is saved (a new upload is placed by ``place_on_map``)."""
-    import umap
+    umap = load_umap()
 
     rows = map_sample(len(x), fit_max, seed)  # (fit_max,)
     rest = np.setdiff1d(np.arange(len(x)), rows, assume_unique=True)  # (N - fit_max,)
