@@ -163,12 +163,14 @@ def map_sample(n: int, fit_max: int, seed: int) -> np.ndarray:
 
 
 # UMAP's numba kernels that umap-learn compiles without ``cache=True``, which every process that fits a map
-# then compiles again: ~19 s of CPU per process (profiled, ``train`` on 20 tracks: 15 s for the two parallel
-# kernels of the fuzzy graph, 3 s for the layout epoch), more than the training itself on a small library.
-# Only the sequential layout kernel is listed: its parallel twin shares its Python function, so the two
-# would share one cache index (the maps are fitted with n_jobs=1, which uses the sequential one).
+# then compiles again: ~19 s of CPU per process for the three of every map (profiled, ``train`` on 20 tracks:
+# 15 s for the two parallel kernels of the fuzzy graph, 3 s for the layout epoch, more than the training
+# itself on a small library), and ~13 s more for the three of a large library's sample + transform. Only
+# the sequential layout kernel is listed: its parallel twin shares its Python function, so the two would
+# share one cache index (the maps are fitted with n_jobs=1, which uses the sequential one).
 _UNCACHED_KERNELS = (("umap.umap_", "smooth_knn_dist"), ("umap.umap_", "compute_membership_strengths"),
-                     ("umap.layouts", "_nb_optimize_layout_euclidean_single_epoch"))
+                     ("umap.layouts", "_nb_optimize_layout_euclidean_single_epoch"),
+                     ("umap.utils", "fast_knn_indices"), ("umap.utils", "submatrix"), ("umap.distances", "euclidean"))
 
 
 def load_umap():
