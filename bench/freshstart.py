@@ -5,8 +5,8 @@ The checkout is a copy of this repository's files as git would check them out (t
 not ignored: no rendered default set, no feature cache, no checkpoints, no job state), run from the copy
 with ``MUSICLUST_DEFAULT_AUDIO``, ``MUSICLUST_DEFAULT_MANIFEST``, ``MUSICLUST_CHECKPOINTS`` and
 ``MUSICLUST_JOBS`` pointing into it (``musiclust/paths.py``). ``--quick`` renders a small manifest (4 rows
-of each of 4 groups, cut to 8 s) instead of the 490 clips, and stops watching once the first model is
-usable (every model trained is timed only in the full run).
+of each of 4 groups, cut to 8 s) instead of the 490 clips, trains one epoch (``MUSICLUST_FIRST_RUN_EPOCHS``)
+and stops watching once the first model is usable (every model trained is timed only in the full run).
 
 Which first run is measured depends on what the checkout does:
 
@@ -216,7 +216,10 @@ def run(log: Log, quick: bool, timeout: float = 1800.0) -> dict:
         tmp = Path(tmp_name)
         co = Checkout(clean_checkout(tmp / "checkout"), None)
         if quick:
+            from musiclust.serving.firstrun import EPOCHS_ENV
+
             co.rows = small_manifest(REPO / "data" / "manifest.csv", co.manifest)
+            co.env[EPOCHS_ENV] = "1"  # as every --quick figure trains: one epoch
         else:
             with open(co.manifest, encoding="utf-8") as handle:
                 co.rows = sum(1 for _ in handle) - 1
