@@ -88,15 +88,15 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = f"skipped, and this run allows no skip (MUSICLUST_NO_SKIPS=1): {reason}"
 
 
-# The longest files first (wall seconds each on the 2-core machine, two workers, 2026-12-03: 140 down to
-# 40): with --no-loadscope-reorder (scripts/run-tests) the workers take a file at a time in this order, so
+# The longest files first (wall seconds each on the 2-core machine, two workers, 2026-12-03: 160 down to
+# 15): with --no-loadscope-reorder (scripts/run-tests) the workers take a file at a time in this order, so
 # no long file starts last and runs alone while the other worker idles. Scheduling only: a file missing
 # here runs after these, in collection order.
 LONGEST_FIRST = (
-    "test_bench.py", "test_bench_projection.py", "test_soak.py", "test_bench_browser.py", "test_bench_fresh.py",
-    "test_browser_library.py", "test_train_cli.py", "test_app.py", "test_browser.py", "test_determinism.py",
-    "test_pipeline.py", "test_faults.py", "test_bad_input.py", "test_firstrun.py", "test_browser_upload.py",
-    "test_musicnn_vae.py", "test_firstrun_page.py",
+    "test_bench_projection.py", "test_bench_browser.py", "test_bench.py", "test_bench_fresh.py", "test_browser_library.py",
+    "test_soak.py", "test_browser.py", "test_app.py", "test_pipeline.py", "test_train_cli.py", "test_browser_upload.py",
+    "test_scale.py", "test_firstrun.py", "test_distributed.py", "test_firstrun_page.py", "test_faults.py", "test_corpus.py",
+    "test_musicnn_vae.py", "test_app_sidebar.py", "test_determinism.py",
 )  # fmt: skip
 
 
