@@ -1,4 +1,5 @@
 """Upload -> complete answer in a real browser: the answer, the map, and the neighbours' players loading their audio.
+(The first page beside a one-line app is the benchmark's app figure, run by tests/test_bench_browser.py.)
 
 ``streamlit run app.py`` on the tiny trained models, driven by Playwright through Debian's Chromium. Each upload
 is made on a fresh page in a fresh browser context (no cached audio). The seconds until the complete answer are
@@ -8,18 +9,14 @@ Run with ``pytest -m browser``; skipped when Chromium or Playwright is missing.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import statistics
-import subprocess
-import sys
 import time
 
 import pytest
-from browser_support import wait_healthy
 
 from test_browser import (  # noqa: F401  (fixtures: the app on the tiny trained models, Chromium)
-    assert_no_exception, browser, free_port, open_page, server, shot, wait_idle,
+    assert_no_exception, browser, open_page, server, shot,
 )
 
 pytestmark = pytest.mark.browser
@@ -41,49 +38,6 @@ ANSWER_SHOWN = """([before]) => {
 }"""
 PLAYER_STATES = """() => [...document.querySelectorAll("audio[data-testid='stAudio'], [data-testid='stAudio'] audio")]
   .map(a => ({src: a.currentSrc || a.src, readyState: a.readyState, error: a.error ? a.error.code : null}))"""
-
-
-@contextlib.contextmanager
-def one_line_app(folder):
-    """``streamlit run`` of a one-line app: the reference for the first page's time, same run, same machine."""
-    script = folder / "one_line.py"
-    script.write_text('import streamlit as st\n\nst.title("hello")\n')
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
-                             "--server.headless", "true", "--server.address", "127.0.0.1"], cwd=folder,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, proc, seconds=120)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-
-
-def first_page(browser, url: str, heading: str = "[data-testid='stMain'] h1") -> float:
-    """Seconds from asking a fresh server for its first page until it is drawn and idle."""
-    context = browser.new_context(viewport={"width": 1440, "height": 1000})
-    try:
-        page = context.new_page()
-        started = time.perf_counter()
-        page.goto(url)
-        page.wait_for_selector(heading, timeout=120_000)
-        wait_idle(page)
-        seconds = time.perf_counter() - started
-        assert_no_exception(page)
-        return seconds
-    finally:
-        context.close()
-
-
-def test_first_page_beside_a_one_line_app(server, browser, tmp_path):
-    """The app's first page on a fresh server, and a one-line app's: both drawn (times printed, not judged)."""
-    app = first_page(browser, server)  # must run first in this module: the server has run no page yet
-    with one_line_app(tmp_path) as url:
-        reference = first_page(browser, url)
-    print(f"\nfirst page: app {app:.2f} s, one-line app {reference:.2f} s ({app / reference:.2f}x); "
-          f"load {os.getloadavg()[0]:.1f}")
 
 
 def upload_once(browser, url: str, clip, screenshot: str = "") -> dict:

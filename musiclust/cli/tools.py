@@ -49,9 +49,11 @@ def cmd_features(args) -> int:
 
 def cmd_predict(args) -> int:
     """Cluster, map position and neighbours of one audio file."""
+    from musiclust.features.audio import audio_info
     from musiclust.models.registry import DEFAULT_MODEL
     from musiclust.service import Service
 
+    audio_info(args.file)  # a missing, empty or undecodable file is refused before a model is loaded (seconds)
     model = args.model or DEFAULT_MODEL
     lyrics = None
     if args.lyrics:
