@@ -5,9 +5,9 @@ A fresh process whose thread pools (``OMP_NUM_THREADS``, MKL, OpenBLAS, numba) a
 than the test run's own processes have (1 where they have several, else 2) trains the session's models
 again from the session's features with the session's settings and scores the baselines; it and the
 session's own checkpoints, trained in a test process, must agree bit for bit, and so must the baselines'
-scores computed here. Without the pinned threads they do not: on the 2-core development machine one and two torch threads
-gave the ConvVAE and the BasicVAE other weights after two epochs, and one and two OpenBLAS threads gave
-the PCA baseline another embedding (silhouette 0.208104208 vs 0.208104104).
+scores computed here. Without the pinned threads they do not: on the 2-core development machine one and
+two torch threads gave the ConvVAE and the BasicVAE other weights after two epochs, and one and two
+OpenBLAS threads gave the PCA baseline another embedding (silhouette 0.208104208 vs 0.208104104).
 """
 
 from __future__ import annotations

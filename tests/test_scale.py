@@ -70,7 +70,7 @@ def test_umap_kernels_are_cached_on_disk_and_give_the_same_map(tmp_path):
     code = ("import sys, numpy as np; from musiclust.analysis import clustering; clustering._UNCACHED_KERNELS = (); "
             "np.save(sys.argv[2], clustering.umap_map(np.load(sys.argv[1]), seed=0))")  # numba compiles every kernel here
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.npy"), str(tmp_path / "map.npy")],
-                          capture_output=True, text=True, timeout=600)
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     np.testing.assert_array_equal(np.load(tmp_path / "map.npy"), here)
 
