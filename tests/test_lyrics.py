@@ -127,3 +127,43 @@ def test_sparse_tfidf_holds_the_dense_rows_and_trains_the_same_batches(real_tabl
     a = SegmentData(segs, lyrics=dense[:n]).batch(np.arange(n), np.zeros(n, dtype=int))
     b = SegmentData(segs, lyrics=csr[:n]).batch(np.arange(n), np.zeros(n, dtype=int))
     assert torch.equal(a["lyrics"], b["lyrics"]) and torch.equal(a["has_lyrics"], b["has_lyrics"])
+
+
+def test_tfidf_transform_is_scikit_learns_and_serving_needs_no_scikit_learn(real_table):
+    """The NumPy transform gives scikit-learn's TfidfVectorizer rows (same vocabulary and IDF) on the real
+    lyrics and on accented, mixed-script, digit-bearing text; a saved and reloaded model gives the same bits."""
+    import numpy as np
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from musiclust.features.tfidf import TOKEN_PATTERN, LyricsTfidf
+
+    extra = ["Schöne Grüße, MÄDCHEN und Mädchen!", "déjà vu déjà 2024 x_y", "Ἐν ἀρχῇ ἦν ὁ λόγος", "Herr Herr Herr Gott", "", None]
+    lyrics = list(real_table.lyrics) + extra
+    fitted = LyricsTfidf().fit(lyrics)
+    assert fitted.dim > 20
+    ref = TfidfVectorizer(sublinear_tf=True, strip_accents="unicode", token_pattern=TOKEN_PATTERN, dtype=np.float32,
+                          vocabulary=fitted.vocabulary)
+    ref.fit(fitted.vocabulary)
+    ref.idf_ = fitted.idf_.astype(np.float64)
+    ours, mask = fitted.transform_sparse(lyrics)
+    theirs = ref.transform([t or "" for t in lyrics])
+    np.testing.assert_array_equal(ours.indptr, theirs.indptr)
+    np.testing.assert_array_equal(ours.indices, theirs.indices)
+    np.testing.assert_allclose(ours.data, theirs.data, rtol=2e-6)
+    assert mask.tolist() == (np.diff(theirs.indptr) > 0).tolist() and not mask[-2:].any()
+    meta, arrays = fitted.state()
+    again = LyricsTfidf.from_state(meta, arrays).transform_sparse(lyrics)[0]
+    assert (again != ours).nnz == 0
+
+
+def test_an_upload_with_lyrics_imports_no_scikit_learn(trained_checkpoints, real_music_folder, real_clip_paths):
+    """Serving a model that reads lyrics (the default, mvae_poe) needs torch, not scikit-learn: a fresh
+    process answers an upload with lyrics and has not imported sklearn."""
+    from test_lazy_imports import heavy_imported
+
+    code = ("from pathlib import Path\nfrom musiclust.service import Service\n"
+            f"s = Service({str(real_music_folder)!r}, Path({str(trained_checkpoints)!r}))\n"
+            f"a = s.analyse('mvae_poe', Path({str(real_clip_paths[0])!r}), 'Herr Gott dich loben wir')\n"
+            "assert a.placement.used_lyrics, 'the lyrics were read'")
+    imported = heavy_imported(code)[-1]
+    assert "torch" in imported and "sklearn" not in imported, imported
