@@ -7,6 +7,7 @@ VAE latent. The scaler, centres and map are plain arrays: a checkpoint stores th
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 from typing import Optional
@@ -173,6 +174,7 @@ _UNCACHED_KERNELS = (("umap.umap_", "smooth_knn_dist"), ("umap.umap_", "compute_
                      ("umap.utils", "fast_knn_indices"), ("umap.utils", "submatrix"), ("umap.distances", "euclidean"))
 
 
+@functools.cache  # once per process: the kernels' caching is process-wide state
 def load_umap():
     """``umap``, with :data:`_UNCACHED_KERNELS` cached on disk by numba (beside umap's own sources, or in
     ``NUMBA_CACHE_DIR``), so they are compiled once per machine and umap-learn version, not once per process.
@@ -185,7 +187,7 @@ def load_umap():
 
     for module_name, name in _UNCACHED_KERNELS:
         kernel = getattr(importlib.import_module(module_name), name, None)
-        if kernel is not None and hasattr(kernel, "enable_caching") and type(kernel._cache).__name__ == "NullCache":
+        if kernel is not None and hasattr(kernel, "enable_caching"):
             try:
                 kernel.enable_caching()
             except RuntimeError:  # "no locator available": nowhere to write the cache
