@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.browser import IDLE, chromium, page_errors, server, wait_rendered
+from bench.browser import IDLE, app_env, chromium, page_errors, server, wait_rendered
 from bench.common import REPO, Log, Worker, goal, make_variants, ratio, summary
 
 GOAL_P95_S = 1.0
@@ -130,10 +130,9 @@ def serve_analyses(task: dict, ready) -> dict:
 
 
 def run(clip: Path, data: str, checkpoints: Path, model: str, uploads: int, log: Log) -> dict:
-    env = {"MUSICLUST_DATA": data, "MUSICLUST_CHECKPOINTS": str(checkpoints)}
     with tempfile.TemporaryDirectory(prefix="musiclust-bench-answer-") as tmp:
         ogg = make_variants([clip], Path(tmp))["ogg"][0]
-        env["MUSICLUST_JOBS"] = str(Path(tmp) / "jobs")
+        env = app_env(data, checkpoints, Path(tmp) / "jobs")
         log(f"answer: {uploads} uploads of {clip.stem} (as OGG) through the page, model {model}; Service.analyse interleaved")
         reference = AnalyseWorker(ogg, data, checkpoints, model)
         server_s, browser_runs, cold = [], [], None

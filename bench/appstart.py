@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.browser import chromium, page_errors, server, wait_rendered
+from bench.browser import app_env, chromium, page_errors, server, wait_rendered
 from bench.common import REPO, Log, goal, ratio, summary
 
 GOAL_FIRST_PAGE_RATIO = 1.3
@@ -41,12 +41,11 @@ def _start_once(browser, script: Path, env: dict, expected: str) -> dict:
 
 
 def run(data: str, checkpoints: Path, reps: int, log: Log) -> dict:
-    env = {"MUSICLUST_DATA": data, "MUSICLUST_CHECKPOINTS": str(checkpoints)}
     ours, ref = [], []
     with tempfile.TemporaryDirectory(prefix="musiclust-bench-app-") as tmp, chromium() as browser:
         ref_script = Path(tmp) / "reference_app.py"
         ref_script.write_text(REFERENCE_APP)
-        env["MUSICLUST_JOBS"] = str(Path(tmp) / "jobs")
+        env = app_env(data, checkpoints, Path(tmp) / "jobs")
         for i in range(reps):
             log(f"app start: round {i + 1}/{reps}")
             pair = [(ref, ref_script, {}), (ours, REPO / "app.py", env)]

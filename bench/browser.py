@@ -105,6 +105,23 @@ class Server:
         self._log.close()
 
 
+def app_env(data: str, checkpoints: Path, jobs: Path) -> dict:
+    """The environment of an app the benchmark measures on ``data`` and the models in ``checkpoints``.
+
+    The folder was given on the benchmark's command line, so it is made a library root beside the ones in
+    force (otherwise the app would refuse it and show the default set: the figure would time other
+    music). The first-run build stays off: these figures time the app on the models they were given,
+    and a build started behind them would load the machine and write into ``checkpoints``; the
+    fresh-machine figure measures the first run."""
+    from musiclust.data.roots import ROOTS_ENV, is_default_spec, library_roots
+
+    roots = [str(root) for root in library_roots()]
+    if not is_default_spec(data):
+        roots.append(str(Path(data).expanduser().resolve()))
+    return {"MUSICLUST_DATA": data, "MUSICLUST_CHECKPOINTS": str(checkpoints), "MUSICLUST_JOBS": str(jobs),
+            ROOTS_ENV: os.pathsep.join(roots), "MUSICLUST_FIRST_RUN": "off"}
+
+
 @contextmanager
 def server(script: Path, env: Optional[dict] = None, root: Path = REPO) -> Iterator[Server]:
     s = Server(script, env, root)

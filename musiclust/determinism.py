@@ -29,6 +29,7 @@ set before torch runs its first op, which a library cannot do for its caller.
 
 from __future__ import annotations
 
+import sys
 import threading
 from contextlib import contextmanager
 from typing import Iterator, Optional
@@ -40,6 +41,34 @@ from musiclust.errors import ParameterError
 # with one (benchmark, training figure); for training see TrainConfig.num_threads.
 THREADS = 1
 _SECTION = threading.RLock()  # re-entrant: a pinned function may call another (clustering inside embedding)
+_POOLS = None  # (len(sys.modules) when made, ThreadpoolController): see _thread_pools
+
+
+def _thread_pools():
+    """threadpoolctl's view of the process's BLAS and OpenMP pools, kept while no module was imported.
+
+    Making a ``ThreadpoolController`` walks every loaded shared library (~4 ms); a section is entered a
+    few hundred times per training run. A new import may load a library with its own pool, so the view
+    is made again whenever ``sys.modules`` has grown."""
+    global _POOLS
+    from threadpoolctl import ThreadpoolController
+
+    if _POOLS is None or _POOLS[0] != len(sys.modules):
+        controller = ThreadpoolController()
+        _POOLS = (len(sys.modules), controller)
+    return _POOLS[1]
+
+
+def _set_deterministic(torch, mode: bool, warn_only: bool) -> None:
+    """``torch.use_deterministic_algorithms`` without its ~2.5 s import of the compiler stack.
+
+    The public function imports ``torch._inductor`` to set the compiler's ``deterministic`` flag, then
+    sets the flag every eager op reads. Nothing here compiles, so only the eager flag is set, unless the
+    compiler is already loaded (someone compiles): then the public function sets both."""
+    if "torch._inductor" in sys.modules:
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+    else:
+        torch._C._set_deterministic_algorithms(mode, warn_only=warn_only)
 
 
 @contextmanager
@@ -49,23 +78,30 @@ def reproducible(seed: Optional[int] = None, threads: int = THREADS) -> Iterator
     ``seed`` seeds torch's CPU generator for the block (``None``: leave it alone, for work that draws
     no torch random numbers). Everything changed is restored on the way out, so the rest of the
     process keeps its own randomness and speed.
+
+    torch is set up only when the block may use it: when a seed is given or torch is already imported.
+    A seedless section in a process without torch (k-means, PCA, the map) then costs no torch import
+    (~3 s); torch first imported inside such a block would run with its own thread count.
     """
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ParameterError(f"threads must be a positive integer, got {threads!r}")
-    import torch  # here: importing the clustering helpers should not cost torch's import
-    from threadpoolctl import threadpool_limits
-
-    with _SECTION:
+    torch = None
+    if seed is not None or "torch" in sys.modules:
+        import torch  # here, and only then: importing the clustering helpers should not cost torch's import
+    with _SECTION, _thread_pools().limit(limits=threads):
+        if torch is None:
+            yield
+            return
         torch_threads = torch.get_num_threads()
         deterministic = torch.are_deterministic_algorithms_enabled()
         warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
         try:
-            with threadpool_limits(limits=threads), torch.random.fork_rng(devices=[]):
+            with torch.random.fork_rng(devices=[]):
                 torch.set_num_threads(threads)
-                torch.use_deterministic_algorithms(True)
+                _set_deterministic(torch, True, False)
                 if seed is not None:
                     torch.manual_seed(seed)
                 yield
         finally:
-            torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+            _set_deterministic(torch, deterministic, warn_only)
             torch.set_num_threads(torch_threads)

@@ -107,3 +107,54 @@ def test_same_seed_same_bits_whatever_the_threads(trained_checkpoints, real_musi
     ours = {name: baseline_scores(name, prep) for name in BASELINES if name not in PRETRAINED_BASELINES}
     theirs = json.loads((out_dir / "baselines.json").read_text())
     assert json.loads(json.dumps(ours)) == theirs, f"the baselines' scores differ between {here} and {threads} thread(s)"
+
+
+SECTIONS = textwrap.dedent(
+    r"""
+    import json, sys
+    import numpy as np
+    from threadpoolctl import threadpool_info
+    from musiclust.determinism import reproducible
+
+    def pools():
+        return sorted((p["internal_api"], p["num_threads"]) for p in threadpool_info())
+
+    report = {}
+    x = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
+    with reproducible():
+        report["numpy_only"] = pools()
+    from musiclust.analysis.clustering import cluster  # scikit-learn brings its OpenMP runtime after the first section
+    labels, _ = cluster(x, 3, "kmeans", 0)
+    with reproducible():
+        report["with_sklearn"] = pools()
+    report["after"] = pools()
+    report["torch_after_clustering"] = "torch" in sys.modules
+    import torch
+    with reproducible(seed=0):
+        report["torch_inside"] = [torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()]
+        from musiclust.models import build_model
+        model = build_model("conv_vae", {}, seed=0)
+        model({"mel": torch.zeros(2, 1, 128, 128)})
+    report["torch_after"] = [torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()]
+    report["compiler_loaded"] = "torch._inductor" in sys.modules
+    print(json.dumps(report))
+    """
+)
+
+
+def test_sections_pin_every_pool_and_cost_no_torch_or_compiler_import():
+    """In a fresh process with two threads everywhere: a section pins every BLAS and OpenMP pool to one
+    thread, including a pool a later import brings (scikit-learn's OpenMP), and puts them back after;
+    clustering alone never imports torch; a seeded section sets torch's threads and deterministic flag
+    and restores them, without loading torch's compiler stack (``torch.use_deterministic_algorithms``
+    imports it, ~2.5 s a process)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), **{v: "2" for v in THREAD_VARIABLES}}
+    proc = subprocess.run([sys.executable, "-c", SECTIONS], env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(proc.stdout.splitlines()[-1])
+    assert r["numpy_only"] and all(n == 1 for _, n in r["numpy_only"])
+    assert "openmp" in {api for api, _ in r["with_sklearn"]} and all(n == 1 for _, n in r["with_sklearn"])
+    assert all(n == 2 for _, n in r["after"]), r["after"]  # the process's own counts are back
+    assert r["torch_after_clustering"] is False
+    assert r["torch_inside"] == [1, True] and r["torch_after"] == [2, False]
+    assert r["compiler_loaded"] is False
