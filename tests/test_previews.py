@@ -38,3 +38,25 @@ def test_a_file_that_cannot_be_decoded_gets_no_preview(tmp_path):
     time.sleep(1.0)
     assert ready_preview(bad, FeatureConfig(), tmp_path / "cache") is None
     assert not list((tmp_path / "cache").rglob("*.mp3"))
+
+
+def test_a_players_file_is_hashed_once_while_unchanged_and_again_when_edited(real_clip_paths, tmp_path, monkeypatch):
+    """A page asks for six previews on every rerun: the content hash is remembered by file stamp (beside the
+    previews, so a restarted server remembers it too), and an edited file gets another entry."""
+    from musiclust.features import hashes
+    from musiclust.serving import previews
+
+    monkeypatch.setattr(hashes, "RACY_SECONDS", -1.0)  # a file written just now may be remembered (the rule is tested in test_features)
+    reads = []
+    real_hash = hashes.content_hash
+    monkeypatch.setattr(hashes, "content_hash", lambda path: reads.append(path) or real_hash(path))
+    track, cache, config = tmp_path / "track.wav", tmp_path / "cache", FeatureConfig()
+    track.write_bytes(real_clip_paths[0].read_bytes())
+    first = preview_entry(track, config, cache)
+    assert preview_entry(track, config, cache) == first and len(reads) == 1
+    monkeypatch.setattr(previews, "_INDEXES", {})  # a new server process: the index is read from disk
+    assert preview_entry(track, config, cache) == first and len(reads) == 1
+    track.write_bytes(real_clip_paths[1].read_bytes() + b"tag")  # edited in place (another size: whatever the clock's grain)
+    edited = preview_entry(track, config, cache)
+    assert edited != first and len(reads) == 2
+    assert edited.name.startswith(real_hash(track))

@@ -31,6 +31,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -149,6 +150,26 @@ class HashIndex:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def remembered_hash(path: Path, index: HashIndex) -> str:
+    """``path``'s content hash, from ``index`` while its stamp is unchanged, else read (and remembered,
+    saved at once: for callers that hash a file now and then, such as a page's players, not a library scan)."""
+    path = Path(path)
+    try:
+        stamp = HashStamp.of(path)
+    except OSError:
+        return content_hash(path)  # missing or unreadable: reading it says why
+    digest = index.lookup(stamp)
+    if digest is None:
+        started = time.time_ns()
+        digest = content_hash(path)
+        if index.remember(stamp, digest, started):
+            try:
+                index.save()
+            except OSError:
+                pass  # an index that cannot be written only means hashing this file again next time
+    return digest
 
 
 def _valid(record) -> bool:

@@ -5,7 +5,8 @@ as the collection's own files, that is ~1.3 MB of WAV a player on the default se
 real library), all sent before the answer is complete. A preview is what the model heard of the track
 (:func:`musiclust.features.audio.load_audio`: a clip, or the excerpt windows of a long track) at the
 features' sample rate, mono, as MP3 (every browser plays it): ~0.1 MB for 30 s. Each is made once and
-kept in ``data/cache/previews`` under the file's content hash, written atomically.
+kept in ``data/cache/previews`` under the file's content hash, written atomically; the hash itself is
+remembered by file stamp (:mod:`musiclust.features.hashes`), so a page's players read no audio to find them.
 
 The map's player still serves the track's own file: a click there is "hear this track", whole.
 
@@ -28,7 +29,7 @@ import soundfile as sf
 
 from musiclust.config import FeatureConfig
 from musiclust.features.audio import load_audio
-from musiclust.features.hashes import content_hash
+from musiclust.features.hashes import HashIndex, remembered_hash
 from musiclust.paths import PREVIEW_CACHE
 
 PREVIEW_MIME = "audio/mpeg"
@@ -41,9 +42,21 @@ def encode_mp3(audio, sample_rate: int) -> bytes:
     return buffer.getvalue()
 
 
+_INDEXES: dict = {}  # cache folder -> the HashIndex of the files previewed there
+_INDEX_LOCK = threading.Lock()  # a HashIndex is not thread-safe, and every session's page thread asks
+
+
+def _content_hash(path: Path, cache: Path) -> str:
+    """``path``'s content hash, remembered by file stamp beside the previews: a page shows six players and
+    asks again on every rerun, and hashing a full-length track reads all of it (~0.1 s for 30 MB)."""
+    with _INDEX_LOCK:
+        index = _INDEXES.setdefault(Path(cache), HashIndex(Path(cache) / "content-hashes"))
+        return remembered_hash(Path(path), index)
+
+
 def preview_entry(path: Path, config: FeatureConfig = FeatureConfig(), cache: Path = PREVIEW_CACHE) -> Path:
     """Where the preview of ``path`` (by its content) is kept."""
-    key = f"{content_hash(Path(path))}-{config.fingerprint()}.mp3"
+    key = f"{_content_hash(path, cache)}-{config.fingerprint()}.mp3"
     return Path(cache) / key[:2] / key
 
 
