@@ -33,6 +33,52 @@ POINT_JS = """(sel) => {
     return best;
 }"""
 
+# Whether Plotly holds the point with track id ``id`` as hovered. Its click handler emits the click for
+# the hover data of the last mouse move, and a chart drawn again after that move (Streamlit redraws it
+# when a rerun finishes; on a loaded machine that can come after the move) has forgotten the hover and
+# waits for a new move: a click then selects nothing. So tests point, wait for this, and point again.
+HOVERED_JS = """([sel, id]) => {
+    const gd = document.querySelector(sel);
+    return !!(gd && gd._hoverdata && gd._hoverdata.some(p => p.customdata && p.customdata[0] === id));
+}"""
+HOVER_RETRY_MS = 1000  # how long one pointing waits for Plotly's hover before locating and pointing again
+
+
+def hover_map_point(page, chart: str, hang_ms: float) -> dict:
+    """Point the mouse at the map's most isolated point (POINT_JS) until Plotly holds it as hovered
+    (HOVERED_JS), locating it anew each try; the point, for a click. ``hang_ms`` is a hang guard."""
+    deadline = time.monotonic() + hang_ms / 1000
+    while True:
+        target = page.evaluate(POINT_JS, chart)
+        if target:
+            page.mouse.move(target["px"] - 4, target["py"])  # a real move, also when already there
+            page.mouse.move(target["px"], target["py"])
+            try:
+                page.wait_for_function(HOVERED_JS, arg=[chart, target["id"]], timeout=HOVER_RETRY_MS)
+                return target
+            except Exception:  # noqa: BLE001 - Playwright's timeout: point again, until the guard
+                pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no map point took the hover in {hang_ms / 1000:.0f} s (last: {target})")
+
+
+async def hover_map_point_async(page, chart: str, hang_ms: float) -> dict:
+    """hover_map_point for Playwright's async API (the soak test's concurrent sessions)."""
+    deadline = time.monotonic() + hang_ms / 1000
+    while True:
+        target = await page.evaluate(POINT_JS, chart)
+        if target:
+            await page.mouse.move(target["px"] - 4, target["py"])
+            await page.mouse.move(target["px"], target["py"])
+            try:
+                await page.wait_for_function(HOVERED_JS, arg=[chart, target["id"]], timeout=HOVER_RETRY_MS)
+                return target
+            except Exception:  # noqa: BLE001 - as above
+                pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no map point took the hover in {hang_ms / 1000:.0f} s (last: {target})")
+
+
 # The block the latent-map page draws for a clicked track: the element after the "Selected track" heading
 # (its title line) and the first player after it (its file), siblings in the page's main column.
 SELECTED_JS = """() => {

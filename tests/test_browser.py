@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from browser_support import POINT_JS, SELECTED_JS, streamlit_server
+from browser_support import POINT_JS, SELECTED_JS, hover_map_point, streamlit_server
 
 pytestmark = pytest.mark.browser
 
@@ -151,8 +151,8 @@ def test_clicking_a_map_point_plays_that_track(server, page, trained_checkpoints
                            arg=CHART, timeout=HANG_MS)
     page.wait_for_timeout(500)
     shot(page, "2-latent-map")
-    target = point_to_click(page)
-    assert target, "the map has points"
+    assert point_to_click(page), "the map has points"
+    target = hover_map_point(page, CHART, HANG_MS)  # pointed until Plotly holds it, then clicked
     page.mouse.click(target["px"], target["py"])
     page.get_by_text("Selected track").wait_for(timeout=HANG_MS)
     wait_idle(page)

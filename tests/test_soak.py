@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_support import POINT_JS, SELECTED_JS, wait_healthy
+from browser_support import POINT_JS, SELECTED_JS, hover_map_point_async, wait_healthy
 import soundfile as sf
 
 from musiclust.service import Service
@@ -171,8 +171,8 @@ async def _session(index: int, page, url: str, files: list[tuple[Path, int | Non
             await _idle(page)
             await page.wait_for_function(POINT_JS, arg=CHART, timeout=HANG_MS)  # the map's own chart, drawn
             await page.wait_for_timeout(300)
-            target = await page.evaluate(POINT_JS, CHART)
-            assert target, f"session {index}: the map has no points"
+            assert await page.evaluate(POINT_JS, CHART), f"session {index}: the map has no points"
+            target = await hover_map_point_async(page, CHART, HANG_MS)  # pointed until Plotly holds it
             await page.mouse.click(target["px"], target["py"])
             await page.get_by_text("Selected track").wait_for(timeout=HANG_MS)
             await _idle(page)
