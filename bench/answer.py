@@ -4,16 +4,19 @@ What a person waits for: a real 30 s clip (OGG, 44.1 kHz stereo, as people have 
 file uploader in headless Chromium (``set_input_files`` on ``stFileUploaderDropzoneInput``), and the clock
 runs until the complete answer is shown:
 
-* a success alert (``stAlertContentSuccess``) that was not on the page before the upload;
+* a success alert (``stAlertContentSuccess``) naming the uploaded file;
 * every Plotly chart drawn (``stPlotlyChart .js-plotly-plot .main-svg``), at least one;
 * every audio player loaded, at least ``MIN_PLAYERS`` (the neighbours'): ``readyState >= 2`` (it can play),
   or metadata loaded and the browser done fetching what its ``preload`` asks for; a player that is
   ``preload="none"`` loads on demand (counted, not waited for) and a player in error counts as failed;
 * the app idle with nothing stale.
 
-Only test ids are used, never the page's text, which changes. Each upload happens on a freshly loaded page
-in a fresh browser context (no answer of a previous upload on screen, no cached audio), with the server's
-model warm: one untimed upload first (the cold one: model loading) is reported apart.
+The page's own clock records when each of these last became true, so the table says where the wait goes.
+Only test ids and the file's name are used, never the page's other text, which changes. Each timed visit
+is a freshly loaded page in a fresh browser context (no cached audio, Plotly's script not yet loaded): its
+first upload is the headline figure, and a second upload on the same page (the MP3 of the clip: other
+bytes, the same music) is what every later track of a visit costs. The server's model is warm: one untimed
+upload first (the cold one: model loading) is reported apart.
 
 Reference, in the same run, interleaved: ``Service.analyse`` (what the page calls) on the same bytes in a
 worker process, from a script thread as Streamlit calls it, once before and once after every browser
@@ -26,6 +29,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 from bench.browser import IDLE, app_env, chromium, page_errors, server, wait_rendered
 from bench.common import REPO, Log, Worker, goal, make_variants, ratio, summary
@@ -36,47 +40,76 @@ UPLOADER = "[data-testid='stFileUploaderDropzoneInput']"
 PLAYERS = "audio[data-testid='stAudio'], [data-testid='stAudio'] audio"
 SUCCESS = "[data-testid='stAlertContentSuccess']"
 
-ANSWER_SHOWN = """([before, minPlayers, idle]) => {
-  const successes = document.querySelectorAll("[data-testid='stAlertContentSuccess']").length;
-  if (successes <= before) return false;
-  if (!document.querySelector(idle) || document.querySelector("[data-stale='true']")) return false;
-  const charts = [...document.querySelectorAll("[data-testid='stPlotlyChart']")];
-  if (!charts.length || !charts.every(c => c.querySelector(".js-plotly-plot .main-svg"))) return false;
-  const players = [...document.querySelectorAll("audio[data-testid='stAudio'], [data-testid='stAudio'] audio")];
-  if (players.length < minPlayers) return false;
-  return players.every(a => a.preload === "none" || a.error || a.readyState >= 2 || (a.readyState >= 1 && a.networkState !== 2));
+# The answer's parts, each checked on every animation frame from the upload on; the last time each
+# became true is recorded (window.__answer, ms from the upload), and "all" is the complete answer:
+# "alert" the success alert naming the file; "charts" every Plotly chart drawn, at least one; "players" every player
+# loaded (as below), at least minPlayers; "idle" the app idle with nothing stale.
+ANSWER_PARTS = """([name, minPlayers, idle]) => {
+  const t0 = performance.now(), marks = {};
+  window.__answer = marks;
+  const parts = () => {
+    const charts = [...document.querySelectorAll("[data-testid='stPlotlyChart']")];
+    const players = [...document.querySelectorAll("audio[data-testid='stAudio'], [data-testid='stAudio'] audio")];
+    const p = {
+      alert: [...document.querySelectorAll("[data-testid='stAlertContentSuccess']")].some(e => e.innerText.includes(name)),
+      charts: charts.length > 0 && charts.every(c => c.querySelector(".js-plotly-plot .main-svg")),
+      players: players.length >= minPlayers && players.every(
+        a => a.preload === "none" || a.error || a.readyState >= 2 || (a.readyState >= 1 && a.networkState !== 2)),
+      idle: !!document.querySelector(idle) && !document.querySelector("[data-stale='true']"),
+    };
+    p.all = p.alert && p.charts && p.players && p.idle;
+    return p;
+  };
+  let was = {};
+  const step = () => {
+    const now = performance.now() - t0, p = parts();
+    for (const k in p) if (p[k] && !was[k]) marks[k] = now;  // the last time it became so
+    was = p;
+    if (!p.all) requestAnimationFrame(step);
+  };
+  requestAnimationFrame(step);
 }"""
+PART_NAMES = ("alert", "charts", "players", "idle")
 
 PLAYER_STATES = """() => [...document.querySelectorAll("audio[data-testid='stAudio'], [data-testid='stAudio'] audio")].map(a => ({
   readyState: a.readyState, networkState: a.networkState, preload: a.preload, error: a.error ? a.error.code : null,
   bytes: a.src && a.src.startsWith("data:") ? a.src.length : null}))"""
 
 
-def upload_once(browser, url: str, clip: Path, timeout_ms: int = 120_000) -> dict:
-    """One upload on a fresh page in a fresh context: seconds until the complete answer is shown."""
+def timed_upload(page, clip: Path, timeout_ms: int) -> dict:
+    """Upload ``clip`` on ``page``: seconds until its complete answer is shown, and what it showed."""
+    page.evaluate(ANSWER_PARTS, [clip.name, MIN_PLAYERS, IDLE])
+    started = time.monotonic()
+    page.locator(UPLOADER).set_input_files(str(clip))
+    page.wait_for_function("() => 'all' in window.__answer", timeout=timeout_ms, polling="raf")
+    seconds = time.monotonic() - started
+    marks = page.evaluate("() => window.__answer")
+    players = page.evaluate(PLAYER_STATES)
+    return {
+        "seconds": seconds,
+        # when each part of the answer last became complete, s from the upload, by the page's clock ("all": the whole)
+        "parts_s": {k: marks[k] / 1000 for k in (*PART_NAMES, "all")},
+        "players": len(players),
+        "players_ready": sum(p["readyState"] >= 2 for p in players),
+        "players_metadata_only": sum(p["readyState"] == 1 for p in players),
+        "players_on_demand": sum(p["preload"] == "none" and p["readyState"] < 1 for p in players),
+        "players_failed": sum(p["error"] is not None for p in players),
+        "players_inline_data": sum(p["bytes"] is not None for p in players),
+        "charts": page.locator("[data-testid='stPlotlyChart']").count(),
+        "exceptions": page_errors(page),
+    }
+
+
+def visit(browser, url: str, first: Path, later: Optional[Path] = None, timeout_ms: int = 120_000) -> tuple[dict, Optional[dict]]:
+    """A person's visit: a fresh page in a fresh context (nothing cached: the first answer also loads
+    Plotly's script), an upload of ``first``, then of ``later`` on the same page (as the next track)."""
     context = browser.new_context()
     try:
         page = context.new_page()
         page.goto(url, wait_until="commit")
         wait_rendered(page, UPLOADER)
-        before = page.locator(SUCCESS).count()
-        started = time.monotonic()
-        page.locator(UPLOADER).set_input_files(str(clip))
-        page.wait_for_function(ANSWER_SHOWN, arg=[before, MIN_PLAYERS, IDLE], timeout=timeout_ms, polling="raf")
-        seconds = time.monotonic() - started
-        players = page.evaluate(PLAYER_STATES)
-        charts = page.locator("[data-testid='stPlotlyChart']").count()
-        return {
-            "seconds": seconds,
-            "players": len(players),
-            "players_ready": sum(p["readyState"] >= 2 for p in players),
-            "players_metadata_only": sum(p["readyState"] == 1 for p in players),
-            "players_on_demand": sum(p["preload"] == "none" and p["readyState"] < 1 for p in players),
-            "players_failed": sum(p["error"] is not None for p in players),
-            "players_inline_data": sum(p["bytes"] is not None for p in players),
-            "charts": charts,
-            "exceptions": page_errors(page),
-        }
+        answer = timed_upload(page, first, timeout_ms)
+        return answer, (timed_upload(page, later, timeout_ms) if later is not None else None)
     finally:
         context.close()
 
@@ -131,20 +164,23 @@ def serve_analyses(task: dict, ready) -> dict:
 
 def run(clip: Path, data: str, checkpoints: Path, model: str, uploads: int, log: Log) -> dict:
     with tempfile.TemporaryDirectory(prefix="musiclust-bench-answer-") as tmp:
-        ogg = make_variants([clip], Path(tmp))["ogg"][0]
+        variants = make_variants([clip], Path(tmp))
+        ogg, mp3 = variants["ogg"][0], variants["mp3"][0]  # the next upload of a visit: other bytes, same music
         env = app_env(data, checkpoints, Path(tmp) / "jobs")
         log(f"answer: {uploads} uploads of {clip.stem} (as OGG) through the page, model {model}; Service.analyse interleaved")
         reference = AnalyseWorker(ogg, data, checkpoints, model)
-        server_s, browser_runs, cold = [], [], None
+        server_s, browser_runs, later_runs, cold = [], [], [], None
         try:
             with chromium() as browser, server(REPO / "app.py", env) as s:
                 s.wait_healthy()
-                cold = upload_once(browser, s.url, ogg)  # the model loads here: reported apart
+                cold, _ = visit(browser, s.url, ogg)  # the model loads here: reported apart
                 for i in range(uploads):
                     server_s.append(reference.once())
-                    browser_runs.append(upload_once(browser, s.url, ogg))
+                    first, later = visit(browser, s.url, ogg, mp3)
+                    browser_runs.append(first)
+                    later_runs.append(later)
                     server_s.append(reference.once())
-                    log(f"answer: upload {i + 1}/{uploads}: {browser_runs[-1]['seconds']:.2f} s in the browser")
+                    log(f"answer: visit {i + 1}/{uploads}: {first['seconds']:.2f} s in the browser, the next upload {later['seconds']:.2f} s")
         finally:
             worker_report = reference.close()
     import soundfile
@@ -153,6 +189,7 @@ def run(clip: Path, data: str, checkpoints: Path, model: str, uploads: int, log:
     shown = summary([r["seconds"] for r in browser_runs])
     analysed = summary(server_s)
     p95 = shown.get("p95", float("nan"))
+    later_p95 = summary([r["seconds"] for r in later_runs]).get("p95", float("nan"))
     return {
         "clip": clip.stem,
         "format": f"OGG Vorbis 44.1 kHz stereo, {seconds:.0f} s",
@@ -163,11 +200,17 @@ def run(clip: Path, data: str, checkpoints: Path, model: str, uploads: int, log:
         "first_upload_s": cold["seconds"] if cold else None,
         "server_cold_s": worker_report.get("cold_s"),
         "runs": browser_runs,
+        # the next upload of the same visit (the MP3 of the clip): Plotly's script is loaded by then
+        "later_s": summary([r["seconds"] for r in later_runs]),
+        "later_runs": later_runs,
+        # where the wait goes: p50 over the uploads of when each part was last completed
+        "parts_p50_s": {k: summary([r["parts_s"][k] for r in browser_runs]).get("p50") for k in PART_NAMES},
         "players": browser_runs[-1]["players"] if browser_runs else 0,
-        "exceptions_on_page": int(sum(r["exceptions"] for r in browser_runs)),
+        "exceptions_on_page": int(sum(r["exceptions"] for r in browser_runs + later_runs)),
         "ratios": {"browser_vs_server_p50": ratio(shown.get("p50"), analysed.get("p50")),
                    "browser_vs_server_p95": ratio(p95, analysed.get("p95"))},
-        "goals": {"p95": goal(f"complete answer in the browser <= {GOAL_P95_S:.0f} s p95 ({p95:.2f} s)", p95 <= GOAL_P95_S)},
+        "goals": {"p95": goal(f"complete answer in the browser <= {GOAL_P95_S:.0f} s p95 ({p95:.2f} s)", p95 <= GOAL_P95_S),
+                  "later_p95": goal(f"the next upload's answer <= {GOAL_P95_S:.0f} s p95 ({later_p95:.2f} s)", later_p95 <= GOAL_P95_S)},
     }
 
 
@@ -180,6 +223,10 @@ def table_rows(fig: dict, met) -> list[list[str]]:
         ["10 Answer in the browser", f"upload ({fig['format'].split(', ')[-1]} OGG, {fig['model']}) → complete answer shown: p50 / p95 (s), {fig['uploads']} uploads; {players}",
          f"{b['p50']:.2f} / {b['p95']:.2f}", f"Service.analyse {sv['p50'] * 1000:.0f} / {sv['p95'] * 1000:.0f} ms",
          f"{fig['ratios']['browser_vs_server_p50']:.0f}× · {fig['ratios']['browser_vs_server_p95']:.0f}×", met(fig["goals"]["p95"])],
+        ["10 Answer in the browser", "the next upload in the same visit (MP3 of the clip): p50 / p95 (s)",
+         f"{fig['later_s']['p50']:.2f} / {fig['later_s']['p95']:.2f}", "", "", met(fig["goals"]["later_p95"])],
+        ["10 Answer in the browser", "first upload of a visit, when each part was complete, p50 (s): " + " · ".join(
+            f"{k} {v:.2f}" for k, v in fig.get("parts_p50_s", {}).items() if v is not None), "", "", "", ""],
         ["10 Answer in the browser", "first upload after the server started (model loading) (s)", f"{fig['first_upload_s']:.2f}",
          f"analyse in a fresh worker {fig['server_cold_s']:.2f} s", "", ""],
     ]

@@ -249,6 +249,11 @@ def test_map_figure_is_one_trace_per_colour_and_fast_at_10000_points():
     ids = {str(row[0]) for t in fig.data for row in t.customdata}
     assert ids == set(frame["id"]), "every point carries its track id"
     assert "<b>" not in fig.data[0].customdata[0][1], "titles are escaped in hover text"
+    # a small collection's map is SVG (no WebGL context to wait for), star included; from the threshold on, WebGL
+    small = ui.map_figure(frame.iloc[:ui.MAP_SVG_MAX_POINTS - 1], "cluster", upload=(0.0, 0.0))
+    assert {t.type for t in small.data} == {"scatter"} and sum(len(t.x) for t in small.data) == ui.MAP_SVG_MAX_POINTS
+    at_threshold = ui.map_figure(frame.iloc[:ui.MAP_SVG_MAX_POINTS], "cluster")
+    assert {t.type for t in at_threshold.data} == {"scattergl"}
 
 
 def test_playlists_are_m3u_and_csv_with_absolute_paths(tmp_path):

@@ -35,8 +35,13 @@ def test_app_map_and_answer_figures(tmp_path, trained_checkpoints, real_music_fo
     assert "error" not in an, an.get("traceback")
     assert an["uploads"] == 2 and an["browser_s"]["n"] == 2 and an["server_analyse_s"]["n"] == 4  # one analyse before, one after each
     assert an["exceptions_on_page"] == 0 and an["model"] == "mvae_poe"
-    for r in an["runs"]:  # the complete answer: at least the neighbours' players, every one loaded or failed visibly
+    assert len(an["later_runs"]) == 2 and an["later_s"]["n"] == 2  # each visit's next upload, on the same page
+    for r in an["runs"] + an["later_runs"]:  # the complete answer: at least the neighbours' players, every one loaded or failed visibly
         assert r["players"] >= 1 and r["charts"] >= 1 and r["players_failed"] == 0
         assert r["players_ready"] + r["players_metadata_only"] + r["players_on_demand"] == r["players"]
+        parts = r["parts_s"]  # each part complete no later than the whole answer (a chart redrawn in place: from 0)
+        assert set(parts) == {"alert", "charts", "players", "idle", "all"} and parts["all"] > 0
+        assert all(0 <= v <= parts["all"] for v in parts.values()) and parts["alert"] > 0
     assert positive(an["first_upload_s"]) and positive(an["ratios"]["browser_vs_server_p50"])
     has_goal(an, "p95")
+    has_goal(an, "later_p95")

@@ -26,6 +26,12 @@ HOVER_COLUMNS = ("title", "artist", "group")
 # headless Chromium with software WebGL (benchmark figure 5) 10,000 points drew in 2.8 s and panned at
 # 55 ms a step (smooth: within 33 ms of the 490-point map), 100,000 took 5.7 s and 228 ms a step.
 MAP_MAX_POINTS = 10_000
+# Below this many points the map is SVG, not WebGL. A browser without a GPU (headless Chromium's software
+# WebGL) pays for a WebGL context before the first point: with the map as the upload page's only chart,
+# the answer on a 194-track map was complete in 1.33 s with SVG against 1.55 s with WebGL (bench figure
+# 10, p50 of 6 uploads, quiet machine, 2026-12-04), and SVG pans a few hundred points as smoothly.
+# Thousands of points need WebGL.
+MAP_SVG_MAX_POINTS = 1_000
 DENSITY_BINS = 120
 
 
@@ -103,7 +109,8 @@ def set_upload_point(fig: go.Figure, coords: Optional[tuple[float, float]]) -> g
 def map_figure(frame: pd.DataFrame, colour_by: str = "cluster", marker_size: int = 6, height: int = 560,
                upload: Optional[tuple[float, float]] = None, upload_name: str = "your track",
                max_points: Optional[int] = MAP_MAX_POINTS) -> go.Figure:
-    """The collection's UMAP map, one WebGL trace per colour (no per-point Python loop); ids in ``customdata``.
+    """The collection's UMAP map, one trace per colour (no per-point Python loop; SVG below
+    :data:`MAP_SVG_MAX_POINTS` points drawn, else WebGL); ids in ``customdata``.
 
     Above ``max_points`` tracks it draws :func:`map_sample` over :func:`density_trace` of every track, says
     so in the figure (:func:`map_note`), and trims each point's hover data to its id and title (the group
@@ -121,6 +128,7 @@ def map_figure(frame: pd.DataFrame, colour_by: str = "cluster", marker_size: int
     hover = ("<b>%{customdata[1]}</b><extra>%{fullData.name}</extra>" if sampled else
              "<b>%{customdata[1]}</b><br>%{customdata[2]}<br>group: %{customdata[3]} · cluster %{customdata[4]}<extra></extra>")
     xs, ys = points["x"].to_numpy(), points["y"].to_numpy()
+    scatter = go.Scatter if len(points) < MAP_SVG_MAX_POINTS else go.Scattergl
     fig = go.Figure()
     if sampled:
         fig.add_trace(density_trace(frame["x"].to_numpy(), frame["y"].to_numpy()))
@@ -128,7 +136,7 @@ def map_figure(frame: pd.DataFrame, colour_by: str = "cluster", marker_size: int
     for i, level in enumerate(levels):
         mask = values == level
         name = f"cluster {level}" if colour_by == "cluster" else str(level)
-        fig.add_trace(go.Scattergl(
+        fig.add_trace(scatter(
             x=xs[mask], y=ys[mask], mode="markers", name=html.escape(name), customdata=custom[mask],
             marker=dict(size=marker_size, color=colour_for(int(level) if colour_by == "cluster" else i), opacity=0.8,
                         line=dict(width=0)),
@@ -139,7 +147,7 @@ def map_figure(frame: pd.DataFrame, colour_by: str = "cluster", marker_size: int
         fig.add_annotation(text=note, xref="paper", yref="paper", x=0, y=1.0, yanchor="bottom", xanchor="left",
                            showarrow=False, font=dict(size=12, color="#555555"))
     if upload is not None:
-        fig.add_trace(go.Scattergl(
+        fig.add_trace(scatter(
             x=[upload[0]], y=[upload[1]], mode="markers+text", name=upload_name, text=[upload_name],
             textposition="top center", marker=dict(symbol="star", size=20, color="#111111", line=dict(width=2, color="white")),
             hovertemplate=f"<b>{html.escape(upload_name)}</b><extra></extra>",
