@@ -10,11 +10,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from musiclust.analysis.clustering import Standardizer
 from musiclust.analysis.reconstruction import mean_reconstruction_mse_db
 from musiclust.determinism import reproducible
+from musiclust.models.hybrid import MIN_LYRIC_TRACKS, HybridFusion
 from musiclust.store.table import MelNormalizer, TrackTable, track_segments
 
-BASELINES = ("random", "pca_kmeans", "mfcc_kmeans", "tfidf_kmeans", "musicnn_kmeans")
+BASELINES = ("random", "pca_kmeans", "mfcc_kmeans", "mfcc_lyrics_kmeans", "tfidf_kmeans", "musicnn_kmeans")
 # Baselines that read a pretrained network's vectors: extracting them costs seconds of CPU per track the
 # first time, so a retrain scores them only when it extracted the vectors anyway (an opt-in model).
 PRETRAINED_BASELINES = ("musicnn_kmeans",)
@@ -113,6 +115,22 @@ def _segments(table: TrackTable, normalizer: MelNormalizer, segments: Optional[l
     if segments is not None:
         return segments
     return [track_segments(m, normalizer, table.config.segment_frames) for m in table.mels]
+
+
+def mfcc_lyrics_embedding(table: TrackTable, tfidf, has_lyrics: np.ndarray, weight: float, missing_lyrics: str,
+                          n_components: int, seed: int) -> Optional[np.ndarray]:
+    """What the fused models see, without learning: the z-scored MFCC statistics joined with the lyrics
+    exactly as ``conv_vae_fusion`` joins its latent (:class:`~musiclust.models.hybrid.HybridFusion`:
+    same weight, rank and treatment of a track without lyrics, "no words" axis included). ``None`` when
+    fewer than :data:`~musiclust.models.hybrid.MIN_LYRIC_TRACKS` tracks have lyrics: the fused model is
+    then its audio model alone, and so is this (``mfcc_kmeans``)."""
+    if int(np.count_nonzero(has_lyrics)) < MIN_LYRIC_TRACKS:
+        return None
+    mfcc = mfcc_embedding(table)
+    audio = Standardizer.fit(mfcc)(mfcc)  # (N, d) MFCC statistics in comparable units, as mfcc_kmeans clusters them
+    fusion = HybridFusion.fit(audio, tfidf, has_lyrics, weight=weight, n_components=n_components, seed=seed,
+                              missing_lyrics=missing_lyrics)
+    return fusion(audio, tfidf, has_lyrics)  # (N, d + k [+ 1]); not z-scored again (that would undo the weight)
 
 
 def mfcc_embedding(table: TrackTable) -> np.ndarray:

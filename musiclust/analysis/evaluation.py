@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from musiclust.analysis.baselines import (
-    BASELINES, mfcc_embedding, musicnn_space, pca_embedding, pca_reconstruction_mse_db, random_labels,
+    BASELINES, mfcc_embedding, mfcc_lyrics_embedding, musicnn_space, pca_embedding, pca_reconstruction_mse_db, random_labels,
 )
 from musiclust.analysis.clustering import Standardizer, cluster
 from musiclust.store.table import TrackTable
@@ -74,6 +74,14 @@ def baseline_scores(name: str, prep: Prepared) -> dict:
         extra["reconstruction_mse_db"] = pca_reconstruction_mse_db(pca, table, prep.normalizer, prep.val_rows, prep.segments)
     elif name == "mfcc_kmeans":
         raw = mfcc_embedding(table)
+    elif name == "mfcc_lyrics_kmeans":  # the fused baseline: clustered as the fused model is (centred, not z-scored)
+        fused = mfcc_lyrics_embedding(table, prep.lyrics, prep.has_lyrics, s.fusion_weight, s.fusion_missing_lyrics,
+                                      s.fusion_rank, s.seed)
+        if fused is None:
+            return {"note": "too few tracks with lyrics for the lyrics join: the same as mfcc_kmeans"}
+        space = fused - fused.mean(axis=0)
+        labels, _ = cluster(space, prep.k, s.cluster_method, s.seed)
+        return score_partition(space, labels, table.groups, method=s.cluster_method, seed=s.seed)
     elif name == "musicnn_kmeans":  # its own space (unit length), not z-scored: see baselines.musicnn_space
         space = musicnn_space(attach_pretrained(prep))
         labels, _ = cluster(space, prep.k, s.cluster_method, s.seed)
