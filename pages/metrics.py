@@ -88,8 +88,11 @@ else:
         shown["recon. MSE (dB²) ↓"] = [f"{v:.1f}" if pd.notna(v) else "–" for v in summary["reconstruction_mse_db"]]
     shown["seeds"] = summary["seeds"].astype(int)
     st.dataframe(shown, hide_index=True)
-    st.caption("↑ higher is better, ↓ lower is better. Baselines: random labels, PCA of the log-mel, MFCC statistics "
-               "and lyrics TF-IDF (tracks with lyrics only), each clustered with k-means.")
+    st.caption("↑ higher is better, ↓ lower is better. Baselines: random labels, PCA of the log-mel, MFCC statistics, "
+               "MFCC statistics joined with the lyrics as the fused model joins them, and lyrics TF-IDF (tracks with "
+               "lyrics only), each clustered with k-means.")
+    if table.not_scored:
+        st.caption("Not scored on this collection: " + "; ".join(f"{m} ({ui.md(why)})" for m, why in table.not_scored.items()) + ".")
 
     st.caption("Grey: baselines · blue: models · red: a model conditioned on the group label. Error bars: ± one standard "
                "deviation over the seeds.")

@@ -107,6 +107,28 @@ def test_metrics_table_flags_the_conditioned_model(trained_checkpoints, real_mus
     kinds = dict(zip(table.summary["model"], table.summary["kind"]))
     assert kinds["random"] == "baseline" and kinds[conditioned(service)] == "conditioned"
     assert table.cell(0, "nmi") == "0.550 ± 0.050"
+    assert table.not_scored == {}
+
+
+def test_metrics_table_leaves_out_baselines_that_scored_nothing_and_says_why(trained_checkpoints, real_music_folder, tmp_path):
+    """On a library without lyrics the lyrics baselines score nothing (rows as evaluation writes them):
+    they are named with their reason instead of drawn as rows of dashes."""
+    import shutil
+
+    from musiclust.serving import checkpoint as ckpt
+
+    root = tmp_path / "checkpoints"
+    shutil.copytree(trained_checkpoints, root, symlinks=True)
+    service = Service(str(real_music_folder), root)
+    note = "too few tracks with lyrics for the lyrics join: the same as mfcc_kmeans"
+    rows = [{"model": "mfcc_kmeans", "seed": 0, "nmi": 0.4, "conditioned_on_label": False},
+            {"model": "tfidf_kmeans", "seed": 0, "n_tracks": 0, "conditioned_on_label": False},
+            {"model": "mfcc_lyrics_kmeans", "seed": 0, "note": note, "conditioned_on_label": False},
+            {"model": "conv_vae", "seed": 0, "nmi": 0.5, "conditioned_on_label": False}]
+    ckpt.save_report(service.root, "evaluation", {"seeds": 1, "rows": rows})
+    table = service.metrics_table()
+    assert table.summary["model"].tolist() == ["mfcc_kmeans", "conv_vae"]
+    assert table.not_scored == {"tfidf_kmeans": "no track has lyrics", "mfcc_lyrics_kmeans": note}
 
 
 # --- the layout rule -----------------------------------------------------------------------------

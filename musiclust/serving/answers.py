@@ -222,6 +222,9 @@ class MetricsTable:
     metrics: list  # the metrics present, in METRICS order
     seeds: list  # the seeds the report holds
     higher_is_better: dict  # metric -> True when higher is better
+    # baselines left out of ``summary`` because they scored nothing here (they need lyrics, and no or too few
+    # tracks have them), each with why: a row of dashes tells a person nothing
+    not_scored: dict = field(default_factory=dict)
 
     @property
     def n_seeds(self) -> int:
@@ -261,4 +264,12 @@ def metrics_table(report: Optional[dict]) -> Optional[MetricsTable]:
         for m, c in zip(summary["model"], summary["conditioned_on_label"])
     ]
     seeds = sorted({int(r["seed"]) for r in report["rows"] if "seed" in r})
-    return MetricsTable(summary, [m for m in METRICS if m in summary], seeds, dict(HIGHER_IS_BETTER))
+    metrics = [m for m in METRICS if m in summary]
+    empty = (summary["kind"] == "baseline") & summary[metrics].isna().all(axis=1)
+    def why(row: dict) -> str:
+        n = row.get("n_tracks")
+        return row.get("note") or (f"only {int(n)} track(s) have lyrics" if n else "no track has lyrics")
+
+    reasons = {r["model"]: why(r) for r in report["rows"]}
+    not_scored = {m: reasons.get(m, "no scores") for m in summary.loc[empty, "model"]}
+    return MetricsTable(summary.loc[~empty].reset_index(drop=True), metrics, seeds, dict(HIGHER_IS_BETTER), not_scored)
