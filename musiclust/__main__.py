@@ -1,11 +1,13 @@
 """Command line: ``python -m musiclust {data,features,train,evaluate,report,predict,bench}``.
 
-Bad input to any command exits with status 2 and one line ``error: …`` on stderr, no traceback.
+Bad input to any command exits with status 2 and one line ``error: …`` on stderr, no traceback; output
+into a pipe whose reader left ends quietly with status 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Optional
 
@@ -113,7 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[list[str]] = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's flush at exit
+        return status
+    except BrokenPipeError:  # the reader left (`… | head`): stop quietly, as a pipe's writer should
+        # Python's own recipe (docs of the signal module): what is still buffered goes to /dev/null,
+        # or the flush at exit raises again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except MusiclustError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -2,6 +2,7 @@
 service and CLI contracts."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -140,6 +141,20 @@ def test_cli_predict_json_contract(trained_checkpoints, real_music_folder, real_
     assert len(result["coords"]) == 2 and all(isinstance(c, float) for c in result["coords"])
     assert len(result["neighbours"]) == 5
     assert set(result["neighbours"][0]) == {"id", "title", "distance"}
+
+
+def test_cli_output_into_a_closed_pipe_ends_quietly(trained_checkpoints, real_music_folder, real_clip_paths):
+    """`predict … | head` when the reader has already left: status 1 and no traceback (was: BrokenPipeError).
+    The pipe's read end is closed before the command starts, so every write fails, on any machine."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        out = subprocess.run([sys.executable, "-m", "musiclust", "predict", str(real_clip_paths[1]), "--model", "conv_vae",
+                              "--data", str(real_music_folder), "--checkpoints", str(trained_checkpoints)],
+                             stdout=write, stderr=subprocess.PIPE, text=True, cwd=REPO, timeout=300)
+    finally:
+        os.close(write)
+    assert out.returncode == 1 and "Traceback" not in out.stderr and "BrokenPipeError" not in out.stderr, out.stderr
 
 
 @pytest.mark.parametrize(
