@@ -37,8 +37,6 @@ from bench.common import REPO, Log, Worker, goal, make_variants, ratio, summary
 GOAL_P95_S = 1.0
 MIN_PLAYERS = 1
 UPLOADER = "[data-testid='stFileUploaderDropzoneInput']"
-PLAYERS = "audio[data-testid='stAudio'], [data-testid='stAudio'] audio"
-SUCCESS = "[data-testid='stAlertContentSuccess']"
 
 # The answer's parts, each checked on every animation frame from the upload on; the last time each
 # became true is recorded (window.__answer, ms from the upload), and "all" is the complete answer:

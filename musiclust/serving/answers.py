@@ -266,6 +266,7 @@ def metrics_table(report: Optional[dict]) -> Optional[MetricsTable]:
     seeds = sorted({int(r["seed"]) for r in report["rows"] if "seed" in r})
     metrics = [m for m in METRICS if m in summary]
     empty = (summary["kind"] == "baseline") & summary[metrics].isna().all(axis=1)
+
     def why(row: dict) -> str:
         n = row.get("n_tracks")
         return row.get("note") or (f"only {int(n)} track(s) have lyrics" if n else "no track has lyrics")
