@@ -47,10 +47,12 @@ HOVER_RETRY_MS = 1000  # how long one pointing waits for Plotly's hover before l
 def hover_map_point(page, chart: str, hang_ms: float) -> dict:
     """Point the mouse at the map's most isolated point (POINT_JS) until Plotly holds it as hovered
     (HOVERED_JS), locating it anew each try; the point, for a click. ``hang_ms`` is a hang guard."""
-    deadline = time.monotonic() + hang_ms / 1000
-    while True:
+    target = None
+    for _ in range(max(1, round(hang_ms / HOVER_RETRY_MS))):  # tries of HOVER_RETRY_MS each: a hang guard, no clock
         target = page.evaluate(POINT_JS, chart)
-        if target:
+        if not target:  # the chart is being drawn again: look once more in a moment
+            page.wait_for_timeout(HOVER_RETRY_MS)
+        else:
             page.mouse.move(target["px"] - 4, target["py"])  # a real move, also when already there
             page.mouse.move(target["px"], target["py"])
             try:
@@ -58,16 +60,17 @@ def hover_map_point(page, chart: str, hang_ms: float) -> dict:
                 return target
             except Exception:  # noqa: BLE001 - Playwright's timeout: point again, until the guard
                 pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no map point took the hover in {hang_ms / 1000:.0f} s (last: {target})")
+    raise TimeoutError(f"no map point took the hover in {round(hang_ms / HOVER_RETRY_MS)} tries (last: {target})")
 
 
 async def hover_map_point_async(page, chart: str, hang_ms: float) -> dict:
     """hover_map_point for Playwright's async API (the soak test's concurrent sessions)."""
-    deadline = time.monotonic() + hang_ms / 1000
-    while True:
+    target = None
+    for _ in range(max(1, round(hang_ms / HOVER_RETRY_MS))):  # tries of HOVER_RETRY_MS each: a hang guard, no clock
         target = await page.evaluate(POINT_JS, chart)
-        if target:
+        if not target:
+            await page.wait_for_timeout(HOVER_RETRY_MS)
+        else:
             await page.mouse.move(target["px"] - 4, target["py"])
             await page.mouse.move(target["px"], target["py"])
             try:
@@ -75,8 +78,7 @@ async def hover_map_point_async(page, chart: str, hang_ms: float) -> dict:
                 return target
             except Exception:  # noqa: BLE001 - as above
                 pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no map point took the hover in {hang_ms / 1000:.0f} s (last: {target})")
+    raise TimeoutError(f"no map point took the hover in {round(hang_ms / HOVER_RETRY_MS)} tries (last: {target})")
 
 
 # The block the latent-map page draws for a clicked track: the element after the "Selected track" heading
