@@ -116,7 +116,7 @@ def train_and_publish(
         outcomes.append(ModelOutcome(name, TRAINED, note=bundle.meta.get("note") or "", metrics=bundle.meta["metrics"],
                                      seconds=bundle.meta["seconds_total"]))
     baselines = [b for b in BASELINES if prep.pretrained is not None or b not in PRETRAINED_BASELINES]
-    rows = [baseline_row(name, prep) for name in baselines] + [model_row(b) for b in bundles.values()]
+    rows = [baseline_row(name, prep) for name in baselines] + [model_row(b, prep) for b in bundles.values()]
     report = PublishReport(Path(root), prep.k_choice, outcomes, rows)
     if bundles:
         for name, bundle in bundles.items() if not save_each else ():

@@ -26,6 +26,9 @@ STABILITY = "stability"
 LABEL_FREE = INTERNAL + (STABILITY,)
 EXTERNAL = ("ari", "nmi", "purity")
 METRICS = LABEL_FREE + EXTERNAL
+HELDOUT = tuple(f"heldout_{m}" for m in EXTERNAL)  # the label scores of held-out pieces (evaluation.heldout_scores)
+RECONSTRUCTION = "reconstruction_mse_db"  # a VAE's, or PCA's, error on the held-out tracks
+AVERAGED = METRICS + (RECONSTRUCTION,) + HELDOUT  # every score a table gives as mean ± std over seeds
 HIGHER_IS_BETTER = {
     "silhouette": True, "calinski_harabasz": True, "davies_bouldin": False, "stability": True,
     "ari": True, "nmi": True, "purity": True,
@@ -195,11 +198,11 @@ def score_kinds(row: dict) -> tuple[str, ...]:
 
 
 def summarize(rows: Iterable[dict], by: str = "model") -> pd.DataFrame:
-    """Mean and ``*_std`` of every metric per ``by`` value, from one row per (model, seed)."""
+    """Mean and ``*_std`` of every score (:data:`AVERAGED`) per ``by`` value, from one row per (model, seed)."""
     frame = pd.DataFrame(list(rows))
     if frame.empty:
         raise ParameterError("no scores to summarize")
-    present = [m for m in METRICS if m in frame]
+    present = [m for m in AVERAGED if m in frame]
     grouped = frame.groupby(by, sort=False)
     table = grouped[present].mean()
     stds = grouped[present].std(ddof=0).add_suffix("_std")

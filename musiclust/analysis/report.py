@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
 from musiclust import paths
-from musiclust.analysis.metrics import HIGHER_IS_BETTER, METRICS
+from musiclust.analysis.metrics import EXTERNAL, HELDOUT, HIGHER_IS_BETTER, METRICS
 from musiclust.analysis.results import EXTRA_SCORES, MEASURED, load_results
 from musiclust.errors import DataError, ParameterError
 
 DEFAULT_METRICS = ("silhouette", "ari", "nmi", "purity")
-LABEL_SCORES = ("ari", "nmi", "purity")  # the scores bold can mark: higher is better, against the groups
+# the scores bold can mark: higher is better, against the groups (of every track, or of the held-out ones)
+LABEL_SCORES = EXTERNAL + HELDOUT
 HEADERS = {
     "silhouette": "silhouette",
     "calinski_harabasz": "Calinski-Harabasz",
@@ -40,6 +41,9 @@ HEADERS = {
     "nmi": "NMI",
     "purity": "purity",
     "reconstruction_mse_db": "reconstruction MSE (dB²)",
+    "heldout_ari": "held-out ARI",
+    "heldout_nmi": "held-out NMI",
+    "heldout_purity": "held-out purity",
 }
 CONDITIONED_NOTE = "**conditioned on the group label it is scored against**"
 BEST_NOTE = "best unconditioned row"

@@ -30,13 +30,13 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from musiclust import paths
-from musiclust.analysis.metrics import METRICS
+from musiclust.analysis.metrics import HELDOUT, METRICS, RECONSTRUCTION
 from musiclust.errors import DataError, ParameterError
 
 FORMAT = 1
 MEASURED = "measured"
 # Scores a row may carry besides the clustering metrics, averaged over seeds like them.
-EXTRA_SCORES = ("reconstruction_mse_db",)
+EXTRA_SCORES = (RECONSTRUCTION,) + HELDOUT
 LIBRARIES = ("torch", "numpy", "scikit-learn", "umap-learn", "librosa", "music21")
 
 
