@@ -161,6 +161,9 @@ def train_model(
         if spec.needs_pretrained:
             attach_pretrained(prep)
         model = build_model(spec.architecture, spec.build_config(inputs), seed=s.seed)
+        if hasattr(model, "fit_linear_code"):  # BasicVAE starts as the training tracks' PCA (models/basic_vae.py)
+            pca = prep.segment_pca()
+            model.fit_linear_code(pca.mean_, pca.components_, pca.variance_)
         conditioned = spec.conditioned_on_label
         train_cfg = TrainConfig(batch_size=s.batch_size, seed=s.seed, **({} if s.epochs is None else {"epochs": s.epochs}))
         result = fit(

@@ -71,6 +71,34 @@ def test_pca_reference_reconstructs_better_with_more_components(prepared):
     assert np.allclose(embedding, pca_embedding(table, prepared.normalizer, train, 8, 0), atol=1e-4)
 
 
+def test_basic_vae_starts_as_the_training_tracks_pca_and_its_training_keeps_it_at_least_that_good(prepared):
+    """BasicVAE's fixed linear code (models/basic_vae.py): untrained, it reconstructs the held-out tracks
+    exactly as PCA of its latent size does; trained, no worse than PCA plus a tolerance from the data
+    (the spread of PCA's per-track errors); and a checkpoint from before the code loads as the MLP alone."""
+    import torch
+
+    from musiclust.analysis.reconstruction import reconstruction_mse_db
+    from musiclust.models import build_model
+    from musiclust.pipeline import model_config, reconstruction_error, train_model
+
+    pca = prepared.segment_pca()
+    model = build_model("basic_vae", model_config("basic_vae", prepared), seed=0)
+    mlp_alone = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("code_")}
+    model.fit_linear_code(pca.mean_, pca.components_, pca.variance_)
+    for i in prepared.val_rows:
+        segs = torch.from_numpy(prepared.segments[i][:, None])  # (S, 1, n_mels, frames)
+        assert np.allclose(model.reconstruct({"mel": segs})[:, 0].numpy(), pca.reconstruct(prepared.segments[i]), atol=1e-3)
+    pca_error = pca_reconstruction_mse_db(pca, prepared.table, prepared.normalizer, prepared.val_rows, prepared.segments)
+    per_track = [reconstruction_mse_db(prepared.table.mels[i], prepared.normalizer.invert(np.concatenate(list(
+        pca.reconstruct(prepared.segments[i])), axis=1))) for i in prepared.val_rows]
+    trained = train_model("basic_vae", prepared)
+    assert reconstruction_error(trained, prepared) <= pca_error + np.std(per_track) / np.sqrt(len(per_track))
+    # an old checkpoint (no code buffers) loads strictly, as the network it was: the code stays 0
+    old = build_model("basic_vae", model_config("basic_vae", prepared), seed=1)
+    old.load_state_dict(mlp_alone, strict=True)
+    assert not old.code_basis.any() and torch.equal(old.encoder[1].weight, mlp_alone["encoder.1.weight"])
+
+
 def test_evaluate_json_carries_pca_reconstruction_error(real_table, prepared):
     from musiclust.analysis.evaluation import evaluate, to_records
     from musiclust.pipeline import Settings

@@ -51,6 +51,7 @@ class SegmentPCA:
         self.pca_ = PCA(n_components=dim, svd_solver="randomized", random_state=self.seed, copy=False).fit(fit_on)
         self.mean_ = self.pca_.mean_.astype(np.float32)  # (n_mels * frames,)
         self.components_ = self.pca_.components_.astype(np.float32)  # (n_components, n_mels * frames)
+        self.variance_ = self.pca_.explained_variance_.astype(np.float32)  # (n_components,): BasicVAE's linear code
         return self
 
     @classmethod
