@@ -189,11 +189,14 @@ def build_record(
     command: str,
     seconds: float,
     load_at_start: Optional[Sequence[float]] = None,
+    code_state: Optional[tuple] = None,
 ) -> dict:
-    """A results file's content for one evaluation run (``source`` = measured, stamped now)."""
+    """A results file's content for one evaluation run (``source`` = measured, stamped now).
+
+    ``code_state`` is :func:`git_state` taken when the run started (the code that ran); without it, now."""
     if not per_seed:
         raise ParameterError("no scores to save: the evaluation produced no rows")
-    commit, dirty = git_state()
+    commit, dirty = code_state if code_state is not None else git_state()
     return {
         "format": FORMAT,
         "name": name,

@@ -22,11 +22,12 @@ def cmd_evaluate(args) -> int:
     results_name = _results_name(args) if args.save else None  # a bad name fails before minutes of training
     table = load_table(args)
     started, load_at_start = time.perf_counter(), (os.getloadavg() if hasattr(os, "getloadavg") else None)
+    code = _code_state() if args.save else None  # the code that runs: a commit made meanwhile is not it
     summary, rows = evaluate(table, names, settings_from(args), seeds=args.seeds, progress=lambda m: print(m, file=sys.stderr))
     records = to_records(summary)
     if args.save:
         ckpt.save_report(Path(args.checkpoints) / dataset_slug(args.data), "evaluation", {"seeds": args.seeds, "settings": settings_from(args).__dict__, "rows": rows})
-        _save_results(args, results_name, table, rows, summary.attrs["k"], time.perf_counter() - started, load_at_start)
+        _save_results(args, results_name, table, rows, summary.attrs["k"], time.perf_counter() - started, load_at_start, code)
     if args.format == "json":
         print(json.dumps(records, indent=1))
     elif args.format == "csv":
@@ -58,7 +59,13 @@ def _results_name(args) -> str:
     return check_name(args.results_name or results_name(args.data), "--results-name")
 
 
-def _save_results(args, name: str, table, rows: list[dict], k, seconds: float, load_at_start) -> None:
+def _code_state():
+    from musiclust.analysis.results import git_state
+
+    return git_state()
+
+
+def _save_results(args, name: str, table, rows: list[dict], k, seconds: float, load_at_start, code) -> None:
     """``evaluate --save``: the run's results file (commit, machine, data, seeds, k, mean ± std) under
     ``--results-dir`` (docs/results/), from which ``report`` renders the docs' tables."""
     from musiclust.analysis.results import DataSummary, build_record, save_results
@@ -74,6 +81,7 @@ def _save_results(args, name: str, table, rows: list[dict], k, seconds: float, l
         command=_evaluate_command(args),
         seconds=seconds,
         load_at_start=load_at_start,
+        code_state=code,
     )
     path = save_results(record, Path(args.results_dir))
     print(f"results -> {path} (render the docs' tables with: python -m musiclust report)", file=sys.stderr)
