@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from musiclust.errors import ParameterError
 from musiclust.models.base import Batch, BaseVAE, gaussian_nll_sum, kl_sum
@@ -55,6 +56,10 @@ class MusiCNNVAEConfig(ConvVAEConfig):
     # of reconstructing the mean vector of the segment's whole track from its latent (a push towards
     # what all of a track's segments share; measured, not chosen: see the module docstring)
     track_weight: float = 0.0
+    # of a contrastive term (InfoNCE, as COLA): a segment's latent must pick out its own track's mean
+    # vector, encoded, among the other tracks of the batch; 0 = off. Label-free: the track is the unit.
+    contrast_weight: float = 0.0
+    contrast_temperature: float = 0.1
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -67,6 +72,9 @@ class MusiCNNVAEConfig(ConvVAEConfig):
             raise ParameterError(f"MusiCNNVAEConfig.pretrained_weight must be > 0, got {self.pretrained_weight!r}")
         if not self.track_weight >= 0:
             raise ParameterError(f"MusiCNNVAEConfig.track_weight must be >= 0, got {self.track_weight!r}")
+        if not self.contrast_weight >= 0 or not self.contrast_temperature > 0:
+            raise ParameterError(f"MusiCNNVAEConfig: contrast_weight must be >= 0 and contrast_temperature > 0, got "
+                                 f"{self.contrast_weight!r} and {self.contrast_temperature!r}")
 
 
 class PretrainedEncoder(nn.Module):
@@ -155,10 +163,14 @@ class MusiCNNVAE(BaseVAE):
         pre = (*self.pretrained_expert(x), None)  # updates the running statistics first (train mode)
         out = {"target": self.pretrained_expert.standardise(x).detach()}
         track = batch.get("pretrained_track")
-        if self.config.track_weight > 0:
+        if self.config.track_weight > 0 or self.config.contrast_weight > 0:
             if track is None or track.shape != x.shape:
-                raise ParameterError("MusiCNNVAE with track_weight > 0 trains on batch['pretrained_track'] (B, D) too")
+                raise ParameterError("MusiCNNVAE with track_weight or contrast_weight > 0 trains on batch['pretrained_track'] (B, D) too")
+        if self.config.track_weight > 0:
             out["track_target"] = self.pretrained_expert.standardise(track).detach()
+        if self.config.contrast_weight > 0:  # the track's mean, encoded with the running statistics (no update)
+            out["mu_track"] = self.pretrained_expert.net(self.pretrained_expert.standardise(track)).chunk(2, dim=1)[0]
+            out["same_track"] = (track[:, None, :] == track[None, :, :]).all(dim=2)  # (B, B)
         if self.mel_expert is None:
             posteriors = {"joint": product_of_experts([pre])}
         else:
@@ -193,4 +205,17 @@ class MusiCNNVAE(BaseVAE):
         if "track" in outputs:
             terms["recon_track"] = gaussian_nll_sum(outputs["track"], outputs["track_target"]) / n
             loss = loss + self.config.track_weight * terms["recon_track"]
+        if "mu_track" in outputs:
+            terms["contrast"] = info_nce(outputs["mu"], outputs["mu_track"], outputs["same_track"], self.config.contrast_temperature)
+            loss = loss + self.config.contrast_weight * terms["contrast"]
         return {"loss": loss, **terms}
+
+
+def info_nce(anchors: torch.Tensor, positives: torch.Tensor, same: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Mean InfoNCE of ``anchors[i]`` (B, d) picking ``positives[i]`` (B, d) among all positives, by cosine
+    over ``temperature``; other rows of the same track (``same``, (B, B)) are no negatives."""
+    a, p = F.normalize(anchors, dim=1), F.normalize(positives, dim=1)
+    logits = a @ p.T / temperature  # (B, B)
+    eye = torch.eye(len(a), dtype=torch.bool, device=a.device)
+    logits = logits.masked_fill(same & ~eye, float("-inf"))
+    return F.cross_entropy(logits, torch.arange(len(a), device=a.device))

@@ -151,6 +151,9 @@ VARIANTS = {  # MusiCNNVAE configs tried on the selection half
     "track": {"mel_expert": False, "mel_weight": 0.0, "track_weight": 1.0},
     "track_l16": {"mel_expert": False, "mel_weight": 0.0, "track_weight": 1.0, "latent_dim": 16},
     "track_only": {"mel_expert": False, "mel_weight": 0.0, "track_weight": 4.0, "pretrained_weight": 0.25},
+    "contrast10": {"mel_expert": False, "mel_weight": 0.0, "contrast_weight": 10.0},
+    "contrast50": {"mel_expert": False, "mel_weight": 0.0, "contrast_weight": 50.0},
+    "contrast200": {"mel_expert": False, "mel_weight": 0.0, "contrast_weight": 200.0},
 }
 
 
