@@ -24,14 +24,16 @@ CONFIGS = {
 }
 
 
-def musicnn_vectors(real_table, tracks) -> np.ndarray:
-    """The MusiCNN vectors (penultimate + tags) of the first segment of ``real_segments``' tracks."""
+def musicnn_vectors(real_table, tracks) -> tuple[np.ndarray, np.ndarray]:
+    """The MusiCNN vectors (penultimate + tags) of the first segment of ``real_segments``' tracks, and
+    the mean vector of each whole track."""
     from musiclust.features.audio import load_audio
     from musiclust.pretrained.store import aligned_features
 
     labels = real_table.label_indices()
     rows = [i for g in range(3) for i in (labels == g).nonzero()[0][:4]]  # as conftest.real_segments picks them
-    return np.stack([aligned_features(load_audio(real_table.tracks[rows[t]].path), real_table.config).vectors[0] for t in tracks])
+    vectors = [aligned_features(load_audio(real_table.tracks[rows[t]].path), real_table.config).vectors for t in tracks]
+    return np.stack([v[0] for v in vectors]), np.stack([v.mean(axis=0) for v in vectors])
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +50,13 @@ def batch(real_segments, real_table):
     lyrics /= np.linalg.norm(lyrics, axis=1, keepdims=True)
     has = np.arange(8) % 2 == 0
     lyrics[~has] = 0.0
+    first, track_means = musicnn_vectors(real_table, tracks)
     return {
         "mel": torch.from_numpy(mel),
         "lyrics": torch.from_numpy(lyrics),
         "has_lyrics": torch.from_numpy(has),
         "label": torch.from_numpy(labels),
-        "pretrained": torch.from_numpy(musicnn_vectors(real_table, tracks)),
+        "pretrained": torch.from_numpy(first), "pretrained_track": torch.from_numpy(track_means),
     }
 
 

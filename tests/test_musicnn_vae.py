@@ -60,6 +60,8 @@ def test_loss_falls_on_real_segments(real_table, real_data, config):
     # a third (an untrained decoder predicts ~0 for standardised targets: ~125 nats for 250 dims).
     assert after["recon_pretrained"] < 0.67 * before["recon_pretrained"]
     assert after["recon_audio"] < before["recon_audio"] and after["loss"] < before["loss"]
+    # the contrastive term (on by default): a segment picks out its own track's mean better than before
+    assert after["contrast"] < before["contrast"]
 
 
 def test_same_seed_same_weights_and_another_seed_differs(real_table, real_data):

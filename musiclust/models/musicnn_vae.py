@@ -12,6 +12,10 @@ The model (every choice measured on the real set's selection half, see the resul
 * optionally a **mel expert** (the conv encoder of :class:`~musiclust.models.conv_vae.ConvVAE`), joined
   with the first by a product of experts (:func:`~musiclust.models.mvae_poe.product_of_experts`) and
   trained with the subsampled ELBO as :class:`~musiclust.models.mvae_poe.MVAEPoE` is;
+* a **contrastive term** (InfoNCE, as in COLA, Saeed et al. 2021): each segment's posterior mean must
+  pick out the encoding of its own track's mean vector among the other tracks of the batch. The track
+  is the one unit the data gives without a label, and what stays the same across a track's segments
+  is closer to its style than what changes from one segment to the next;
 * two decoders: an MLP back to the standardised 250-D vector, and the ConvVAE's mel decoder, so the
   reconstructions page and its MSE work as for every model. ``mel_weight`` scales the mel term's
   gradient *into the latent* (the decoder itself always learns at full weight): 1 is the plain ELBO,
@@ -25,9 +29,16 @@ k-means on the centred track embeddings; ``docs/results/musicnn_real_select*.jso
 mel read-out (``mel_weight`` 0) 0.267 / 0.111; the plain ELBO (``mel_weight`` 1) 0.207 / 0.049; the
 product of experts with the mel 0.204 / 0.057 (the mel pulls the latent towards the mix, as it does
 for ConvVAE); latent 16 0.298 / 0.144; β 0.25 0.299 / 0.132; the track-mean target (``track_weight``
-1) 0.307 / 0.154. With 45 epochs (early-stopped at 12-25) the read-out reached 0.315 / 0.166, so the
-defaults are the read-out, latent 32, no track target, and the real set is trained with 45 epochs.
-The pretrained row there: 0.321 / 0.154; MFCC 0.194 / 0.047.
+1) 0.307 / 0.154. With 45 epochs (early-stopped at 12-25) the read-out reached 0.315 / 0.166 (AMD
+EPYC; the pretrained row there 0.321 / 0.154, MFCC 0.194 / 0.047).
+
+The contrastive term, 45 epochs, on another machine (Intel Xeon; there the read-out alone gave
+0.293 / 0.135 and the pretrained row 0.310 / 0.124, MFCC 0.230 / 0.077): weight 10 / 50 / 200 / 500 /
+1000 at temperature 0.1 gave 0.306 / 0.152, 0.316 / 0.179, 0.337 / 0.204, 0.285 / 0.126,
+0.299 / 0.137; weight 100 / 200 / 400 at 0.5 gave 0.319 / 0.159, **0.371 / 0.208**, 0.323 / 0.177;
+weight 200 at 1.0 gave 0.358 / 0.207 (``musicnn_real_select_contrast*.json``). So the defaults are the
+read-out, latent 32, no track target, the contrastive term at weight 200 and temperature 0.5, and the
+real set is trained with 45 epochs.
 """
 
 from __future__ import annotations
@@ -58,8 +69,8 @@ class MusiCNNVAEConfig(ConvVAEConfig):
     track_weight: float = 0.0
     # of a contrastive term (InfoNCE, as COLA): a segment's latent must pick out its own track's mean
     # vector, encoded, among the other tracks of the batch; 0 = off. Label-free: the track is the unit.
-    contrast_weight: float = 0.0
-    contrast_temperature: float = 0.1
+    contrast_weight: float = 200.0
+    contrast_temperature: float = 0.5
 
     def __post_init__(self) -> None:
         super().__post_init__()

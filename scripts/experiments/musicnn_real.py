@@ -154,6 +154,12 @@ VARIANTS = {  # MusiCNNVAE configs tried on the selection half
     "contrast10": {"mel_expert": False, "mel_weight": 0.0, "contrast_weight": 10.0},
     "contrast50": {"mel_expert": False, "mel_weight": 0.0, "contrast_weight": 50.0},
     "contrast200": {"mel_expert": False, "mel_weight": 0.0, "contrast_weight": 200.0},
+    "contrast500": {"mel_expert": False, "mel_weight": 0.0, "contrast_weight": 500.0},
+    "contrast1000": {"mel_expert": False, "mel_weight": 0.0, "contrast_weight": 1000.0},
+    "contrast200_t0.5": {"mel_expert": False, "mel_weight": 0.0, "contrast_weight": 200.0, "contrast_temperature": 0.5},
+    "contrast100_t0.5": {"mel_expert": False, "mel_weight": 0.0, "contrast_weight": 100.0, "contrast_temperature": 0.5},
+    "contrast400_t0.5": {"mel_expert": False, "mel_weight": 0.0, "contrast_weight": 400.0, "contrast_temperature": 0.5},
+    "contrast200_t1": {"mel_expert": False, "mel_weight": 0.0, "contrast_weight": 200.0, "contrast_temperature": 1.0},
 }
 
 
