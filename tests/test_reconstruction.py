@@ -99,6 +99,24 @@ def test_basic_vae_starts_as_the_training_tracks_pca_and_its_training_keeps_it_a
     assert not old.code_basis.any() and torch.equal(old.encoder[1].weight, mlp_alone["encoder.1.weight"])
 
 
+def test_basic_vae_linear_code_from_a_handful_of_segments_stays_in_range_on_other_tracks(prepared):
+    """PCA of two tracks' segments has components of variance ~0 (noise); whitening another track by them
+    blew its code up (the first run on 8 clips diverged at validation, loss 2e8). Floored, it stays near
+    the prior's scale."""
+    import torch
+
+    from musiclust.models import build_model
+    from musiclust.pipeline import model_config
+
+    few = [prepared.segments[i] for i in prepared.train_rows[:2]]
+    pca = SegmentPCA(8, seed=0).fit(few)
+    assert pca.variance_.min() < 1e-3  # the degenerate case this guards against
+    model = build_model("basic_vae", model_config("basic_vae", prepared), seed=0)
+    model.fit_linear_code(pca.mean_, pca.components_, pca.variance_)
+    other = torch.from_numpy(prepared.segments[prepared.val_rows[0]][:, None])
+    assert float(model.embed({"mel": other}).abs().max()) < 1e3
+
+
 def test_evaluate_json_carries_pca_reconstruction_error(real_table, prepared):
     from musiclust.analysis.evaluation import evaluate, to_records
     from musiclust.pipeline import Settings

@@ -26,6 +26,7 @@ from torch import nn
 from musiclust.errors import ParameterError
 from musiclust.models.base import Batch, BaseVAE, VAEConfig
 
+VARIANCE_FLOOR = 1.0  # of a component of the linear code (see fit_linear_code)
 LOGVAR_START = -4.0  # the posterior's starting log-variance with the linear code: a sharp posterior, as PCA's code is
 
 
@@ -77,7 +78,10 @@ class BasicVAE(BaseVAE):
         self.code_basis.zero_()
         self.code_basis[:n].copy_(torch.as_tensor(components[:n], dtype=torch.float32))
         self.code_scale.fill_(1.0)
-        self.code_scale[:n].copy_(torch.as_tensor(np.sqrt(np.maximum(variance[:n], 1e-8)), dtype=torch.float32))
+        # Floored at 1, the variance any direction carries in these per-band standardised segments: on a
+        # handful of tracks PCA's last components fit noise with a variance near 0, and whitening a new
+        # track's projection by it blew the code (and the KL term) up (8 clips: validation loss 2e8).
+        self.code_scale[:n].copy_(torch.as_tensor(np.sqrt(np.maximum(variance[:n], VARIANCE_FLOOR)), dtype=torch.float32))
         head, out = self.encoder[-1], self.decoder[-1]
         head.weight[: self.config.latent_dim].zero_()
         head.bias[: self.config.latent_dim].zero_()
