@@ -83,6 +83,19 @@ def test_rendering_a_results_file_gives_the_expected_table(record):
     assert short[7] == "| delta | 0.300 ± 0.100 | 80.500 ± 0.500 |  |"
 
 
+def test_a_confound_row_is_stated_beside_the_models_but_never_the_best(record):
+    """A partition read from metadata (scripts/experiments/metadata_confounds.py) scores higher than any
+    model here, yet bold and "best" stay with the models."""
+    per_seed = record["per_seed"] + [{"model": "confound:instruments", "seed": s, "ari": 0.98, "nmi": 0.99, "purity": 1.0,
+                                      "note": "metadata, no model"} for s in (0, 1)]
+    data = DataSummary(**record["data"])
+    with_confound = build_record(per_seed, name="fixture", data=data, seeds=[0, 1], k=3, settings=record["settings"],
+                                 command=record["command"], seconds=90.0)
+    rows = {line.split(" | ")[0][2:]: line for line in render_table(with_confound).split("\n") if line.startswith("| ")}
+    assert rows["confound:instruments"] == "| confound:instruments | – | 0.980 ± 0.000 | 0.990 ± 0.000 | 1.000 ± 0.000 | metadata, no model |"
+    assert "**0.600 ± 0.100**" in rows["alpha"] and "best unconditioned row" in rows["alpha"]
+
+
 def test_a_transcribed_file_says_it_was_typed_in(record):
     typed = {**record, "source": "transcribed from README at a3bef89", "command": "python -m musiclust evaluate --seeds 3"}
     head = render_table(typed, short=True).split("\n")[0]

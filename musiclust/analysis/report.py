@@ -47,6 +47,7 @@ HEADERS = {
 }
 CONDITIONED_NOTE = "**conditioned on the group label it is scored against**"
 BEST_NOTE = "best unconditioned row"
+CONFOUND = "confound:"  # a row that partitions by metadata, not music: stated beside the models, never bold or best
 
 # A marker stands on a line of its own, so prose that quotes one (in backticks) is left alone.
 _MARKER = re.compile(
@@ -67,7 +68,8 @@ def _cell(score: Optional[dict], bold: bool = False) -> str:
 
 
 def _comparable(row: dict, tracks: int) -> bool:
-    return not row.get("conditioned_on_label") and row.get("n_tracks") in (None, tracks)
+    return (not row.get("conditioned_on_label") and not row["model"].startswith(CONFOUND)
+            and row.get("n_tracks") in (None, tracks))
 
 
 def _best(rows: list[dict], metric: str, tracks: int) -> Optional[str]:
