@@ -84,13 +84,17 @@ else:
     for m in shown_metrics:
         arrow = "↑" if table.higher_is_better[m] else "↓"
         shown[f"{ui.METRIC_LABELS[m]} {arrow}"] = [table.cell(i, m) for i in range(len(summary))]
+    for m in table.heldout:  # the same label scores, of the pieces each seed held out of training
+        shown[f"held-out {ui.METRIC_LABELS[m.removeprefix('heldout_')]} ↑"] = [table.cell(i, m) for i in range(len(summary))]
     if "reconstruction_mse_db" in summary:
         shown["recon. MSE (dB²) ↓"] = [f"{v:.1f}" if pd.notna(v) else "–" for v in summary["reconstruction_mse_db"]]
     shown["seeds"] = summary["seeds"].astype(int)
     st.dataframe(shown, hide_index=True)
     st.caption("↑ higher is better, ↓ lower is better. Baselines: random labels, PCA of the log-mel, MFCC statistics, "
                "MFCC statistics joined with the lyrics as the fused model joins them, and lyrics TF-IDF (tracks with "
-               "lyrics only), each clustered with k-means.")
+               "lyrics only), each clustered with k-means."
+               + (" Held-out: the same scores for the pieces each seed kept out of training (~15 %), placed by the "
+                  "model and by k-means fitted without them." if table.heldout else ""))
     if table.not_scored:
         st.caption("Not scored on this collection: " + "; ".join(f"{m} ({ui.md(why)})" for m, why in table.not_scored.items()) + ".")
 

@@ -98,7 +98,8 @@ def test_metrics_table_flags_the_conditioned_model(trained_checkpoints, real_mus
     root = tmp_path / "checkpoints"
     shutil.copytree(trained_checkpoints, root, symlinks=True)
     service = Service(str(real_music_folder), root)
-    rows = [{"model": n, "seed": s, "nmi": 0.5 + 0.1 * s, "conditioned_on_label": SPECS[n].conditioned_on_label}
+    rows = [{"model": n, "seed": s, "nmi": 0.5 + 0.1 * s, "heldout_nmi": 0.4 + 0.2 * s,
+             "conditioned_on_label": SPECS[n].conditioned_on_label}
             for n in service.models() for s in (0, 1)] + [{"model": "random", "seed": s, "nmi": 0.0} for s in (0, 1)]
     ckpt.save_report(service.root, "evaluation", {"seeds": 2, "rows": rows})
     table = service.metrics_table()
@@ -108,6 +109,8 @@ def test_metrics_table_flags_the_conditioned_model(trained_checkpoints, real_mus
     assert kinds["random"] == "baseline" and kinds[conditioned(service)] == "conditioned"
     assert table.cell(0, "nmi") == "0.550 ± 0.050"
     assert table.not_scored == {}
+    # the held-out pieces' scores, averaged over the seeds like the others (the page shows them as columns)
+    assert table.heldout == ["heldout_nmi"] and table.cell(0, "heldout_nmi") == "0.500 ± 0.100"
 
 
 def test_metrics_table_leaves_out_baselines_that_scored_nothing_and_says_why(trained_checkpoints, real_music_folder, tmp_path):

@@ -225,6 +225,8 @@ class MetricsTable:
     # baselines left out of ``summary`` because they scored nothing here (they need lyrics, and no or too few
     # tracks have them), each with why: a row of dashes tells a person nothing
     not_scored: dict = field(default_factory=dict)
+    # the label scores of the pieces held out of training (analysis.evaluation.heldout_scores), where any row has one
+    heldout: list = field(default_factory=list)
 
     @property
     def n_seeds(self) -> int:
@@ -253,7 +255,7 @@ def metrics_table(report: Optional[dict]) -> Optional[MetricsTable]:
         return None
     # Imported here: the analysis modules pull in scikit-learn, which placing an upload does not need.
     from musiclust.analysis.baselines import BASELINES
-    from musiclust.analysis.metrics import HIGHER_IS_BETTER, METRICS, summarize
+    from musiclust.analysis.metrics import HELDOUT, HIGHER_IS_BETTER, METRICS, summarize
 
     summary = summarize(report["rows"])  # raises ParameterError on a report without scores
     if "conditioned_on_label" not in summary:
@@ -273,4 +275,6 @@ def metrics_table(report: Optional[dict]) -> Optional[MetricsTable]:
 
     reasons = {r["model"]: why(r) for r in report["rows"]}
     not_scored = {m: reasons.get(m, "no scores") for m in summary.loc[empty, "model"]}
-    return MetricsTable(summary.loc[~empty].reset_index(drop=True), metrics, seeds, dict(HIGHER_IS_BETTER), not_scored)
+    kept = summary.loc[~empty].reset_index(drop=True)
+    heldout = [m for m in HELDOUT if m in kept and kept[m].notna().any()]
+    return MetricsTable(kept, metrics, seeds, dict(HIGHER_IS_BETTER), not_scored, heldout)
