@@ -52,6 +52,12 @@ def test_a_results_file_records_where_and_how_it_was_measured(record, tmp_path):
     assert saved["commit"] == (commit or None) and isinstance(saved["dirty"], bool)
     assert saved["machine"]["cores"] == os.cpu_count() and saved["machine"]["cpu"] and saved["machine"]["os"]
     assert saved["date"].endswith("Z") and saved["libraries"]["numpy"]
+    # the CPU kernels NumPy's OpenBLAS picked here, named in the file and in the table's provenance
+    from threadpoolctl import threadpool_info
+
+    picked = {i["architecture"] for i in threadpool_info() if i["internal_api"] == "openblas"}
+    assert {k.split(" (")[0] for k in saved["machine"]["kernels"]["openblas"]} == picked
+    assert f"kernels: OpenBLAS {saved['machine']['kernels']['openblas'][0]}" in render_table(saved)
     rows = {r["model"]: r for r in saved["rows"]}
     assert rows["alpha"]["metrics"]["nmi"] == pytest.approx({"mean": 0.6, "std": 0.1, "seeds": 2})
     assert rows["delta"]["metrics"]["reconstruction_mse_db"] == pytest.approx({"mean": 80.5, "std": 0.5, "seeds": 2})

@@ -123,6 +123,11 @@ def provenance(record: dict, short: bool = False) -> str:
     load = ""
     if machine.get("load_average_start") is not None and machine.get("load_average_end") is not None:
         load = f", load average {machine['load_average_start']:g} → {machine['load_average_end']:g}"
+    kernels = machine.get("kernels") or {}
+    if kernels:  # which CPU kernels the math libraries picked (they can change a seed's scores)
+        load += "; kernels: " + ", ".join(
+            [f"OpenBLAS {a}" for a in kernels.get("openblas", [])]
+            + ([f"torch {kernels['torch_cpu_capability']}"] if kernels.get("torch_cpu_capability") else []))
     run = f"`{record['command']}`"
     if record.get("seconds"):
         run += f", {record['seconds'] / 60:.1f} min"

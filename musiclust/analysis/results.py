@@ -22,6 +22,7 @@ import math
 import os
 import platform
 import subprocess
+import sys
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -124,7 +125,29 @@ def machine_info(load_at_start: Optional[Sequence[float]] = None) -> dict:
         info["load_average_start"] = round(float(load_at_start[0]), 2)
     if hasattr(os, "getloadavg"):
         info["load_average_end"] = round(os.getloadavg()[0], 2)
+    kernels = math_kernels()
+    if kernels:
+        info["kernels"] = kernels
     return info
+
+
+def math_kernels() -> dict:
+    """The CPU kernels the math libraries picked on this machine: the same seed can score differently
+    on two machines because of them (docs/results.md), so a results file names them. OpenBLAS's kernel
+    set (NumPy, SciPy, scikit-learn), and torch's CPU capability when the run imported torch."""
+    kernels = {}
+    try:
+        from threadpoolctl import threadpool_info
+
+        found = {f"{i.get('architecture')} ({i.get('version')})" for i in threadpool_info() if i.get("internal_api") == "openblas"}
+        if found:
+            kernels["openblas"] = sorted(found)
+    except Exception:  # threadpoolctl missing or a library it cannot read: the file says nothing rather than fail
+        pass
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        kernels["torch_cpu_capability"] = str(torch.backends.cpu.get_cpu_capability())
+    return kernels
 
 
 def library_versions(names: Sequence[str] = LIBRARIES) -> dict:
