@@ -90,6 +90,21 @@ def test_cluster_card_names_its_most_typical_member(service):
     assert card.typical.id in set(frame.loc[frame["cluster"] == 0, "id"])
 
 
+def test_a_cluster_of_a_library_without_groups_has_no_group_mix():
+    """Every member of a library without groups is counted "unknown": the card then has no mix to draw
+    (a single bar said nothing), while a cluster with some known groups keeps its unknown members."""
+    from types import SimpleNamespace
+
+    from musiclust.serving.answers import cluster_card
+
+    # the cards as a checkpoint holds them (pipeline.cluster_cards), without a typical track to look up
+    bundle = SimpleNamespace(meta={"clusters": [
+        {"size": 4, "with_lyrics": 0, "groups": {"unknown": 4}, "top_terms": []},
+        {"size": 3, "with_lyrics": 0, "groups": {"fiddle_tune": 2, "unknown": 1}, "top_terms": []}]})
+    assert cluster_card(bundle, 0).groups == {}
+    assert cluster_card(bundle, 1).groups == {"fiddle_tune": 2, "unknown": 1}
+
+
 def test_metrics_table_flags_the_conditioned_model(trained_checkpoints, real_music_folder, tmp_path):
     import shutil
 

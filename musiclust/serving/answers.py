@@ -113,7 +113,7 @@ class ClusterCard:
     cluster: int
     size: int
     with_lyrics: int
-    groups: dict
+    groups: dict  # group -> members, largest first; empty when no member has a group (nothing to mix)
     top_terms: list
     typical: Optional[Neighbour]  # the member nearest the centre; ``distance`` is to the centre
 
@@ -124,13 +124,16 @@ def cluster_card(bundle: ModelBundle, cluster: int) -> Optional[ClusterCard]:
     card = cards[cluster] if 0 <= cluster < len(cards) else None
     if not card:
         return None
+    groups = dict(card.get("groups") or {})
+    if set(groups) <= {UNKNOWN_GROUP}:  # a library without groups counts every member "unknown": a bar of one
+        groups = {}
     typical = None
     if card.get("typical_track") is not None:
         row = bundle.row(card["typical_track"])
         typical = bundle.neighbour(row, float(np.linalg.norm(bundle.space[row] - bundle.centres[cluster])))
     return ClusterCard(
         cluster=int(cluster), size=int(card.get("size", 0)), with_lyrics=int(card.get("with_lyrics", 0)),
-        groups=dict(card.get("groups") or {}), top_terms=list(card.get("top_terms") or []), typical=typical,
+        groups=groups, top_terms=list(card.get("top_terms") or []), typical=typical,
     )
 
 
