@@ -27,8 +27,8 @@ from musiclust.serving import answers
 from musiclust.serving import checkpoint as ckpt
 from musiclust.features.audio import AudioSource, load_audio
 from musiclust.serving.answers import (  # noqa: F401  (re-exported: the answers of this door)
-    ClusterCard, DecoderLabel, MetricsTable, ModelEntry, ModelInfo, Morph, Reconstruction, ReconstructionReport,
-    model_catalogue,
+    UNKNOWN_GROUP, ClusterCard, DecoderLabel, MetricsTable, ModelEntry, ModelInfo, Morph, Reconstruction,
+    ReconstructionReport, model_catalogue,
 )
 from musiclust.serving.previews import PREVIEW_MIME, ready_preview  # noqa: F401  (re-exported: the players' previews)
 from musiclust.config import FeatureConfig

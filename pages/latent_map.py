@@ -3,7 +3,7 @@
 import streamlit as st
 
 import musiclust_app as ui
-from musiclust.service import MusiclustError
+from musiclust.service import UNKNOWN_GROUP, MusiclustError
 
 ctx = ui.page_context()
 st.title("Latent map")
@@ -17,7 +17,9 @@ model = ui.page_model(ctx)
 frame = ui.tracks_of(ctx)
 clusters = sorted(int(c) for c in frame["cluster"].unique())
 a, b = st.columns([1, 3])
-colour_by = a.segmented_control("Colour by", ["cluster", "group"], default="cluster", key="map_colour") or "cluster"
+# a library without groups has nothing to colour by group (every track "unknown"): only clusters are offered
+colours = ["cluster", "group"] if (frame["group"] != UNKNOWN_GROUP).any() else ["cluster"]
+colour_by = a.segmented_control("Colour by", colours, default="cluster", key="map_colour") or "cluster"
 chosen = b.multiselect("Show clusters", clusters, key="map_clusters", placeholder="all clusters",
                        format_func=lambda c: f"cluster {c}")
 shown = frame[frame["cluster"].isin(chosen)] if chosen else frame

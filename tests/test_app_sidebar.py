@@ -154,3 +154,31 @@ def test_metrics_page_shows_the_k_sweep_and_label_free_scores_without_groups(own
     assert any("k_sweep" in key for key in charts), "the sweep's curve is drawn"
     table = at.dataframe[0].value
     assert not any(c.startswith(("ARI", "NMI", "Purity")) for c in table.columns), table.columns
+
+
+def test_latent_map_of_a_library_without_groups_colours_by_cluster_only(own_env):
+    """Every track "unknown": colouring by group would draw one colour, so only clusters are offered;
+    the same library with its groups offers both."""
+    import json
+
+    import streamlit as st
+
+    from musiclust.service import dataset_slug
+
+    root, dataset, _ = own_env
+
+    def options(at) -> list:
+        return [[o.content for o in e.proto.options] for e in at.get("button_group") if e.proto.label == "Colour by"][0]
+
+    at = open_app("pages/latent_map.py")
+    no_exception(at)
+    assert options(at) == ["cluster", "group"]
+    for manifest in sorted((root / dataset_slug(dataset)).glob("*/manifest.json")):  # as `train --groups none` writes
+        meta = json.loads(manifest.read_text())
+        manifest.write_text(json.dumps({**meta, "tracks": [{**t, "group": None} for t in meta["tracks"]]}))
+    st.cache_data.clear()  # the same checkpoint versions, edited in place: the cached track tables are stale
+    st.cache_resource.clear()
+    at = open_app("pages/latent_map.py")
+    no_exception(at)
+    assert options(at) == ["cluster"]
+
