@@ -70,12 +70,10 @@ def heldout_scores(space: np.ndarray, groups: list, train_rows: np.ndarray, val_
     were scored. With few held-out tracks NMI's chance level is high (the random row shows it); ARI is
     corrected for chance.
     """
-    known = np.array([i for i in val_rows if groups[i] is not None], dtype=np.int64)
-    if len(known) < 2 or len(train_rows) <= k:
-        return {**{name: math.nan for name in HELDOUT}, "n_heldout": len(known)}
-    placed = heldout_labels(space, train_rows, known, k, method, seed)
-    scores = external_scores([str(groups[i]) for i in known], placed)
-    return {**{f"heldout_{name}": value for name, value in scores.items()}, "n_heldout": len(known)}
+    known = _known(groups, val_rows)
+    if len(train_rows) <= k:  # k clusters cannot be made of the training tracks
+        return _heldout_result(groups, known)
+    return _heldout_result(groups, known, lambda: heldout_labels(space, train_rows, known, k, method, seed))
 
 
 def heldout_labels(space: np.ndarray, train_rows: np.ndarray, rows: np.ndarray, k: int, method: str, seed: int) -> np.ndarray:
@@ -148,10 +146,21 @@ def baseline_scores(name: str, prep: Prepared) -> dict:
 
 def _heldout_random(groups: list, val_rows: np.ndarray, k: int, seed: int) -> dict:
     """The random baseline's held-out scores: uniformly random clusters for the held-out tracks."""
-    known = [i for i in val_rows if groups[i] is not None]
-    if len(known) < 2:
+    known = _known(groups, val_rows)
+    return _heldout_result(groups, known, lambda: random_labels(len(known), k, seed))
+
+
+def _known(groups: list, rows: np.ndarray) -> np.ndarray:
+    """The ``rows`` whose group is known: the held-out tracks a label score can use."""
+    return np.array([i for i in rows if groups[i] is not None], dtype=np.int64)
+
+
+def _heldout_result(groups: list, known: np.ndarray, place=None) -> dict:
+    """``heldout_*`` scores of the ``known`` held-out tracks as ``place()`` clusters them, and ``n_heldout``;
+    NaN scores when fewer than two can be scored or there is nothing to place them with (``place`` None)."""
+    if len(known) < 2 or place is None:
         return {**{name: math.nan for name in HELDOUT}, "n_heldout": len(known)}
-    scores = external_scores([str(groups[i]) for i in known], random_labels(len(known), k, seed))
+    scores = external_scores([str(groups[i]) for i in known], place())
     return {**{f"heldout_{name}": value for name, value in scores.items()}, "n_heldout": len(known)}
 
 
