@@ -36,6 +36,8 @@ def test_app_map_and_answer_figures(tmp_path, trained_checkpoints, real_music_fo
     assert an["uploads"] == 2 and an["browser_s"]["n"] == 2 and an["server_analyse_s"]["n"] == 4  # one analyse before, one after each
     assert an["exceptions_on_page"] == 0 and an["model"] == "mvae_poe"
     assert len(an["later_runs"]) == 2 and an["later_s"]["n"] == 2  # each visit's next upload, on the same page
+    # the page before each visit's first upload (its clusters chart drawn) is timed apart from the answer
+    assert an["page_s"]["n"] == 2 and all(positive(r["page_s"]) for r in an["runs"])
     for r in an["runs"] + an["later_runs"]:  # the complete answer: at least the neighbours' players, every one loaded or failed visibly
         assert r["players"] >= 1 and r["charts"] >= 1 and r["players_failed"] == 0
         assert r["players_ready"] + r["players_metadata_only"] + r["players_on_demand"] == r["players"]
