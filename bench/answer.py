@@ -5,7 +5,8 @@ file uploader in headless Chromium (``set_input_files`` on ``stFileUploaderDropz
 runs until the complete answer is shown:
 
 * a success alert (``stAlertContentSuccess``) naming the uploaded file;
-* every Plotly chart drawn (``stPlotlyChart .js-plotly-plot .main-svg``), at least one;
+* every chart drawn, at least one: a Vega-Lite chart (the answer's three) once Vega has put its canvas or
+  SVG in (``stVegaLiteChart .vega-embed``), a Plotly chart once it has its ``.main-svg``;
 * every audio player loaded, at least ``MIN_PLAYERS`` (the neighbours'): ``readyState >= 2`` (it can play),
   or metadata loaded and the browser done fetching what its ``preload`` asks for; a player that is
   ``preload="none"`` loads on demand (counted, not waited for) and a player in error counts as failed;
@@ -13,11 +14,11 @@ runs until the complete answer is shown:
 
 The clock starts once the page before the upload is complete, as a person sees it before choosing a file:
 its uploader shown, the app idle, and every chart it draws before a file is given drawn (today it draws
-none: a chart there makes the browser evaluate Plotly's script as the page opens, see docs/benchmark.md);
+none: a chart there makes the browser evaluate a chart library's script as the page opens, see docs/benchmark.md);
 how long that page took is reported beside. The page's own clock records when each of these last became
 true, so the table says where the wait goes.
 Only test ids and the file's name are used, never the page's other text, which changes. Each timed visit
-is a freshly loaded page in a fresh browser context (no cached audio, Plotly's script not yet loaded): its
+is a freshly loaded page in a fresh browser context (no cached audio, no chart library's script loaded yet): its
 first upload is the headline figure, and a second upload on the same page (the MP3 of the clip: other
 bytes, the same music) is what every later track of a visit costs. The server's model is warm: one untimed
 upload first (the cold one: model loading) is reported apart.
@@ -42,19 +43,23 @@ GOAL_P95_S = 1.0
 MIN_PLAYERS = 1
 UPLOADER = "[data-testid='stFileUploaderDropzoneInput']"
 
+# A chart, and what it has once drawn: Vega's canvas or SVG, Plotly's main SVG.
+CHART = "[data-testid='stVegaLiteChart'], [data-testid='stPlotlyChart']"
+CHART_DRAWN = ".vega-embed canvas, .vega-embed svg.marks, .js-plotly-plot .main-svg"
+
 # The answer's parts, each checked on every animation frame from the upload on; the last time each
 # became true is recorded (window.__answer, ms from the upload), and "all" is the complete answer:
-# "alert" the success alert naming the file; "charts" every Plotly chart drawn, at least one; "players" every player
+# "alert" the success alert naming the file; "charts" every chart drawn, at least one; "players" every player
 # loaded (as below), at least minPlayers; "idle" the app idle with nothing stale.
-ANSWER_PARTS = """([name, minPlayers, idle]) => {
+ANSWER_PARTS = """([name, minPlayers, idle, chart, drawn]) => {
   const t0 = performance.now(), marks = {};
   window.__answer = marks;
   const parts = () => {
-    const charts = [...document.querySelectorAll("[data-testid='stPlotlyChart']")];
+    const charts = [...document.querySelectorAll(chart)];
     const players = [...document.querySelectorAll("audio[data-testid='stAudio'], [data-testid='stAudio'] audio")];
     const p = {
       alert: [...document.querySelectorAll("[data-testid='stAlertContentSuccess']")].some(e => e.innerText.includes(name)),
-      charts: charts.length > 0 && charts.every(c => c.querySelector(".js-plotly-plot .main-svg")),
+      charts: charts.length > 0 && charts.every(c => c.querySelector(drawn)),
       players: players.length >= minPlayers && players.every(
         a => a.preload === "none" || a.error || a.readyState >= 2 || (a.readyState >= 1 && a.networkState !== 2)),
       idle: !!document.querySelector(idle) && !document.querySelector("[data-stale='true']"),
@@ -72,8 +77,7 @@ ANSWER_PARTS = """([name, minPlayers, idle]) => {
   requestAnimationFrame(step);
 }"""
 PART_NAMES = ("alert", "charts", "players", "idle")
-CHARTS_DRAWN = """() => [...document.querySelectorAll("[data-testid='stPlotlyChart']")].every(
-  c => c.querySelector(".js-plotly-plot .main-svg"))"""
+CHARTS_DRAWN = f"() => [...document.querySelectorAll({json.dumps(CHART)})].every(c => c.querySelector({json.dumps(CHART_DRAWN)}))"
 
 PLAYER_STATES = """() => [...document.querySelectorAll("audio[data-testid='stAudio'], [data-testid='stAudio'] audio")].map(a => ({
   readyState: a.readyState, networkState: a.networkState, preload: a.preload, error: a.error ? a.error.code : null,
@@ -82,7 +86,7 @@ PLAYER_STATES = """() => [...document.querySelectorAll("audio[data-testid='stAud
 
 def timed_upload(page, clip: Path, timeout_ms: int) -> dict:
     """Upload ``clip`` on ``page``: seconds until its complete answer is shown, and what it showed."""
-    page.evaluate(ANSWER_PARTS, [clip.name, MIN_PLAYERS, IDLE])
+    page.evaluate(ANSWER_PARTS, [clip.name, MIN_PLAYERS, IDLE, CHART, CHART_DRAWN])
     started = time.monotonic()
     page.locator(UPLOADER).set_input_files(str(clip))
     page.wait_for_function("() => 'all' in window.__answer", timeout=timeout_ms, polling="raf")
@@ -99,14 +103,14 @@ def timed_upload(page, clip: Path, timeout_ms: int) -> dict:
         "players_on_demand": sum(p["preload"] == "none" and p["readyState"] < 1 for p in players),
         "players_failed": sum(p["error"] is not None for p in players),
         "players_inline_data": sum(p["bytes"] is not None for p in players),
-        "charts": page.locator("[data-testid='stPlotlyChart']").count(),
+        "charts": page.locator(CHART).count(),
         "exceptions": page_errors(page),
     }
 
 
 def visit(browser, url: str, first: Path, later: Optional[Path] = None, timeout_ms: int = 120_000) -> tuple[dict, Optional[dict]]:
     """A person's visit: a fresh page in a fresh context (nothing cached: the first answer also loads
-    Plotly's script), an upload of ``first``, then of ``later`` on the same page (as the next track)."""
+    chart library's script), an upload of ``first``, then of ``later`` on the same page (as the next track)."""
     context = browser.new_context()
     try:
         page = context.new_page()
@@ -209,7 +213,7 @@ def run(clip: Path, data: str, checkpoints: Path, model: str, uploads: int, log:
         "first_upload_s": cold["seconds"] if cold else None,
         "server_cold_s": worker_report.get("cold_s"),
         "runs": browser_runs,
-        # the next upload of the same visit (the MP3 of the clip): Plotly's script is loaded by then
+        # the next upload of the same visit (the MP3 of the clip): the chart library's script is loaded by then
         "later_s": summary([r["seconds"] for r in later_runs]),
         "later_runs": later_runs,
         # the page before the upload: opened -> its uploader, and every chart it shows, drawn

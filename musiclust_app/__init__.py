@@ -8,12 +8,14 @@ the pages (``pages/*.py``) use what this package exports and :class:`musiclust.s
 - :mod:`.components`: players, playlist downloads, a cluster's card.
 - :mod:`.figures`: Plotly figures (the latent map itself is :mod:`musiclust.serving.figures`), imported on the
   first use of one of its names here: it needs pandas, Plotly and librosa, which the first page does not.
+  The upload answer's charts are Vega-Lite specs (:mod:`musiclust.serving.vega`).
 - :mod:`.text`: escaping, track lines, playlists, labels.
 """
 
 from dataclasses import replace  # noqa: F401  (a feature config with another hop, for a pooled spectrogram)
 
 from musiclust.serving.figures import MAP_MAX_POINTS, display_mel, map_figure, map_note, marker_size  # noqa: F401
+from musiclust.serving.vega import mel_image_spec  # noqa: F401
 from musiclust_app.caches import collection_mel, draw_upload_map, morph, reconstruction_report, sonified, tracks_of  # noqa: F401
 from musiclust_app.components import (  # noqa: F401
     EXCERPT_HELP, MAX_UPLOAD_MB, UPLOAD_TYPES, cluster_card, play_audio, play_track, playlist_buttons, waiting_for_first_model,

@@ -7,14 +7,14 @@ them all when a retrain succeeds. The work itself is the :class:`~musiclust.serv
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 import streamlit as st
 
 from musiclust.service import Morph, ReconstructionReport
-from musiclust.serving.figures import map_figure, marker_size, set_upload_point, with_hover_text
+from musiclust.serving.figures import with_hover_text
+from musiclust.serving.vega import group_mix_spec, upload_map_spec, with_upload
 from musiclust_app.state import Context, get_service
 
 if TYPE_CHECKING:
@@ -85,34 +85,26 @@ def sonified(ctx: Context, key: tuple, mel_db: np.ndarray) -> np.ndarray:
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _upload_map(dataset: str, root: str, name: str, version: str, height: int) -> tuple:
-    """The collection's map with a movable star, built once per model version (a shared resource: only
-    :func:`draw_upload_map` touches it, under its lock)."""
-    frame = _track_table(dataset, root, name, version)
-    fig = map_figure(frame, "cluster", marker_size=marker_size(len(frame)), height=height, upload=(0.0, 0.0),
-                     upload_name="your track")
-    return fig, threading.Lock()
+def _upload_map(dataset: str, root: str, name: str, version: str, height: int) -> dict:
+    """The collection's map as a Vega-Lite spec, built once per model version (shared and never changed:
+    :func:`draw_upload_map` wraps it with the upload's star)."""
+    return upload_map_spec(_track_table(dataset, root, name, version), height=height)
 
 
 def draw_upload_map(ctx: Context, coords: tuple[float, float], key: str, height: int = 460) -> None:
-    """The model's map of the collection with the upload as a star: the cached figure, its star moved.
-
-    The lock keeps two sessions from moving the one star at once; ``st.plotly_chart`` copies the figure
-    into its message before the lock is let go."""
-    fig, lock = _upload_map(ctx.dataset, str(ctx.root), ctx.model, ctx.version(), height)
-    with lock:
-        st.plotly_chart(set_upload_point(fig, coords), key=key)
+    """The model's map of the collection with the upload as a star (Vega-Lite: the answer's charts load
+    its script, not Plotly's; musiclust.serving.vega says why)."""
+    spec = _upload_map(ctx.dataset, str(ctx.root), ctx.model, ctx.version(), height)
+    st.vega_lite_chart(with_upload(spec, coords), width="stretch", key=key)
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
-def _group_mix(dataset: str, root: str, name: str, version: str, cluster: int):
-    from musiclust_app.figures import group_mix_figure
-
+def _group_mix(dataset: str, root: str, name: str, version: str, cluster: int) -> Optional[dict]:
     card = get_service(dataset, root).cluster_card(name, cluster)
-    return group_mix_figure(card.groups) if card is not None and card.groups else None
+    return group_mix_spec(card.groups) if card is not None and card.groups else None
 
 
-def group_mix(ctx: Context, cluster: int):
-    """A cluster's group-mix bar figure (``None`` without groups), built once per model version and
-    cluster; read-only once built (``st.plotly_chart`` copies it)."""
+def group_mix(ctx: Context, cluster: int) -> Optional[dict]:
+    """A cluster's group-mix bars as a Vega-Lite spec (``None`` without groups), built once per model
+    version and cluster; read-only once built."""
     return _group_mix(ctx.dataset, str(ctx.root), ctx.model, ctx.version(), cluster)

@@ -64,9 +64,9 @@ def cluster_card(ctx: Context, cluster: int, key: str) -> None:
         st.caption("This checkpoint has no cluster description.")
         return
     st.markdown(f"{card.size} tracks · {card.with_lyrics} with lyrics")
-    figure = group_mix(ctx, cluster)
-    if figure is not None:
-        st.plotly_chart(figure, key=f"{key}_mix", config={"displayModeBar": False})
+    mix = group_mix(ctx, cluster)
+    if mix is not None:
+        st.vega_lite_chart(mix, width="stretch", key=f"{key}_mix")
     terms = ", ".join(md(t) for t in card.top_terms)
     st.markdown("**Top lyric terms:** " + (terms or "_none (no lyrics in this cluster)_"))
     if card.typical is not None:

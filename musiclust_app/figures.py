@@ -1,6 +1,7 @@
-"""The app's Plotly figures: spectrograms, reconstructions, a morph, a cluster's group mix, the metric bars,
-clusters against groups, training curves, the k sweep. The latent map is the core's
-(:mod:`musiclust.serving.figures`, shared with the benchmark). Plotly only: the pages place the figures.
+"""The app's Plotly figures: spectrograms, reconstructions, a morph, the metric bars, clusters against
+groups, training curves, the k sweep. The latent map is the core's (:mod:`musiclust.serving.figures`,
+shared with the benchmark); the upload answer's charts are Vega-Lite (:mod:`musiclust.serving.vega`).
+Plotly only: the pages place the figures.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ import html
 import math
 from typing import Optional
 
-import librosa
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -18,6 +18,7 @@ from plotly.subplots import make_subplots
 from musiclust.config import FeatureConfig
 from musiclust.service import KChoice, MetricsTable, ModelInfo, Morph, ReconstructionReport
 from musiclust.serving.figures import colour_for
+from musiclust.serving.vega import mel_ticks
 
 MEL_COLOURSCALE = "Magma"
 KIND_COLOUR = {"baseline": "#BAB0AC", "model": "#4C78A8", "conditioned": "#E45756"}
@@ -31,10 +32,7 @@ METRIC_LABELS = {
 def mel_axis(config: FeatureConfig, n_frames: int) -> tuple[np.ndarray, list[int], list[str]]:
     """Seconds per frame, and mel-band ticks labelled in Hz."""
     seconds = np.arange(n_frames) * config.hop_length / config.sample_rate
-    hz = librosa.mel_frequencies(n_mels=config.n_mels, fmin=config.fmin, fmax=config.fmax)
-    ticks = [int(i) for i in np.linspace(0, config.n_mels - 1, 6)]
-    labels = [f"{hz[i] / 1000:.1f} kHz" if hz[i] >= 1000 else f"{hz[i]:.0f} Hz" for i in ticks]
-    return seconds, ticks, labels
+    return (seconds, *mel_ticks(config))
 
 
 def mel_trace(mel_db: np.ndarray, config: FeatureConfig, coloraxis: Optional[str] = None, **kw) -> go.Heatmap:
@@ -85,16 +83,6 @@ def morph_figure(morph: Morph, config: FeatureConfig) -> go.Figure:
 
 
 # --- clusters and groups -----------------------------------------------------------------------
-def group_mix_figure(groups: dict) -> go.Figure:
-    """A cluster's eight largest groups as horizontal bars."""
-    names, counts = list(groups)[:8], list(groups.values())[:8]
-    fig = go.Figure(go.Bar(x=counts[::-1], y=[html.escape(str(n)) for n in names][::-1], orientation="h",
-                           marker_color="#4C78A8", hovertemplate="%{y}: %{x} tracks<extra></extra>"))
-    fig.update_layout(height=max(120, 28 * len(names) + 40), margin=dict(l=10, r=10, t=10, b=10),
-                      xaxis=dict(title="tracks"), yaxis=dict(automargin=True))
-    return fig
-
-
 def contingency_height(frame: pd.DataFrame) -> int:
     """Height for a model's two side-by-side panels: one row per cluster."""
     return max(260, 34 * frame["cluster"].nunique() + 120)

@@ -59,11 +59,11 @@ if key not in analyses:
     seconds = time.perf_counter() - started
     shown, step = ui.display_mel(answer.features.mel_db)  # what a screen can show: ~480 columns, not 1,292
     config = model.feature_config
-    mel_fig = ui.mel_figure(shown, ui.replace(config, hop_length=config.hop_length * step), height=320)
-    analyses[key] = (answer, seconds, mel_fig)  # built once per upload, not on every rerun
+    mel_chart = ui.mel_image_spec(shown, ui.replace(config, hop_length=config.hop_length * step), height=320)
+    analyses[key] = (answer, seconds, mel_chart)  # built once per upload, not on every rerun
     while len(analyses) > KEEP_ANALYSES:
         analyses.pop(next(iter(analyses)))
-answer, seconds, mel_fig = analyses[key]
+answer, seconds, mel_chart = analyses[key]
 placement = answer.placement
 st.session_state["last_upload"] = {
     "name": upload.name, "digest": digest, "bytes": data, "mime": upload.type or "audio/wav",
@@ -119,7 +119,7 @@ for n in placement.neighbours:
 
 st.subheader("Its mel spectrogram")
 st.caption(f"Log-mel power in dB of the {answer.features.duration:.0f} s the model heard.")
-st.plotly_chart(mel_fig, key="upload_mel")
+st.vega_lite_chart(mel_chart, width="stretch", key="upload_mel")
 if lyrics.strip():
     with st.expander("The lyrics you gave"):
         st.text(lyrics)

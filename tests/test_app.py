@@ -9,6 +9,7 @@ The app reads ``MUSICLUST_CHECKPOINTS`` / ``MUSICLUST_DATA`` / ``MUSICLUST_JOBS`
 from __future__ import annotations
 
 import shutil
+import json
 import time
 from pathlib import Path
 
@@ -108,6 +109,11 @@ def test_upload_shows_cluster_and_neighbours(app_env, real_clip_paths, monkeypat
     assert any("Five nearest tracks" in h for h in texts(at, "subheader"))
     assert len(at.get("audio")) >= 5 + 1, "five neighbours playable (plus the typical track / the upload)"
     assert at.session_state["last_upload"]["name"] == real_clip_paths[0].name
+    specs = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]  # the map, the group mix, the mel
+    layers = [layer for spec in specs for layer in spec.get("layer", [])]
+    star = next(layer["data"]["values"][0] for layer in layers if "label" in str(layer.get("data", "")))
+    assert (star["x"], star["y"]) == pytest.approx(expected.coords, abs=1e-5), "the star is where the service placed it"
+    assert any(str(layer.get("data", "")).count("data:image/png;base64,") == 1 for layer in layers), "the upload's mel"
     print(f"upload answered in {elapsed:.2f} s (AppTest run, model already loaded)")
 
     monkeypatch.setattr(Service, "analyse", lambda *a, **k: (_ for _ in ()).throw(AssertionError("analysed again")))
@@ -249,9 +255,9 @@ def test_map_figure_is_one_trace_per_colour_and_fast_at_10000_points():
     ids = {str(row[0]) for t in fig.data for row in t.customdata}
     assert ids == set(frame["id"]), "every point carries its track id"
     assert "<b>" not in fig.data[0].customdata[0][1], "titles are escaped in hover text"
-    # a small collection's map is SVG (no WebGL context to wait for), star included; from the threshold on, WebGL
-    small = ui.map_figure(frame.iloc[:ui.MAP_SVG_MAX_POINTS - 1], "cluster", upload=(0.0, 0.0))
-    assert {t.type for t in small.data} == {"scatter"} and sum(len(t.x) for t in small.data) == ui.MAP_SVG_MAX_POINTS
+    # a small collection's map is SVG (no WebGL context to wait for); from the threshold on, WebGL
+    small = ui.map_figure(frame.iloc[:ui.MAP_SVG_MAX_POINTS - 1], "cluster")
+    assert {t.type for t in small.data} == {"scatter"} and sum(len(t.x) for t in small.data) == ui.MAP_SVG_MAX_POINTS - 1
     at_threshold = ui.map_figure(frame.iloc[:ui.MAP_SVG_MAX_POINTS], "cluster")
     assert {t.type for t in at_threshold.data} == {"scattergl"}
 

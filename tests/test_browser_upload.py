@@ -30,8 +30,8 @@ ANSWER_SHOWN = """([before]) => {
   if (document.querySelectorAll("[data-testid='stAlertContentSuccess']").length <= before) return false;
   const idle = "[data-testid='stApp'][data-test-script-state='notRunning'][data-test-connection-state='CONNECTED']";
   if (!document.querySelector(idle) || document.querySelector("[data-stale='true']")) return false;
-  const charts = [...document.querySelectorAll("[data-testid='stPlotlyChart']")];
-  if (!charts.length || !charts.every(c => c.querySelector(".js-plotly-plot .main-svg"))) return false;
+  const charts = [...document.querySelectorAll("[data-testid='stVegaLiteChart']")];  // the map, the group mix, the mel
+  if (charts.length < 2 || !charts.every(c => c.querySelector(".vega-embed canvas, .vega-embed svg.marks"))) return false;
   const players = [...document.querySelectorAll("audio[data-testid='stAudio'], [data-testid='stAudio'] audio")];
   if (players.length < 5) return false;
   return players.every(a => a.error || a.readyState >= 2 || (a.readyState >= 1 && a.networkState !== 2));

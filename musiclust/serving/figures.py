@@ -27,7 +27,7 @@ HOVER_COLUMNS = ("title", "artist", "group")
 # 55 ms a step (smooth: within 33 ms of the 490-point map), 100,000 took 5.7 s and 228 ms a step.
 MAP_MAX_POINTS = 10_000
 # Below this many points the map is SVG, not WebGL. A browser without a GPU (headless Chromium's software
-# WebGL) pays for a WebGL context before the first point: with the map as the upload page's only chart,
+# WebGL) pays for a WebGL context before the first point: with the map as the upload page's only chart (then Plotly),
 # the answer on a 194-track map was complete in 1.33 s with SVG against 1.55 s with WebGL (bench figure
 # 10, p50 of 6 uploads, quiet machine, 2026-12-04), and SVG pans a few hundred points as smoothly.
 # Thousands of points need WebGL.
@@ -97,17 +97,7 @@ def display_mel(mel_db: np.ndarray, max_frames: int = 480) -> tuple[np.ndarray, 
     return np.round(pooled, 1).astype(np.float32), step
 
 
-def set_upload_point(fig: go.Figure, coords: Optional[tuple[float, float]]) -> go.Figure:
-    """Move the upload's star (the last trace of a :func:`map_figure` drawn with ``upload=``) to ``coords``:
-    one point changed in place instead of a new figure per upload (building and validating a 490-point map
-    took 0.3 s of a loaded 2-core machine; moving the star does not rebuild it)."""
-    star = fig.data[-1]
-    star.x, star.y = ([coords[0]], [coords[1]]) if coords is not None else ([None], [None])
-    return fig
-
-
 def map_figure(frame: pd.DataFrame, colour_by: str = "cluster", marker_size: int = 6, height: int = 560,
-               upload: Optional[tuple[float, float]] = None, upload_name: str = "your track",
                max_points: Optional[int] = MAP_MAX_POINTS) -> go.Figure:
     """The collection's UMAP map, one trace per colour (no per-point Python loop; SVG below
     :data:`MAP_SVG_MAX_POINTS` points drawn, else WebGL); ids in ``customdata``.
@@ -146,12 +136,6 @@ def map_figure(frame: pd.DataFrame, colour_by: str = "cluster", marker_size: int
     if note:
         fig.add_annotation(text=note, xref="paper", yref="paper", x=0, y=1.0, yanchor="bottom", xanchor="left",
                            showarrow=False, font=dict(size=12, color="#555555"))
-    if upload is not None:
-        fig.add_trace(scatter(
-            x=[upload[0]], y=[upload[1]], mode="markers+text", name=upload_name, text=[upload_name],
-            textposition="top center", marker=dict(symbol="star", size=20, color="#111111", line=dict(width=2, color="white")),
-            hovertemplate=f"<b>{html.escape(upload_name)}</b><extra></extra>",
-        ))
     fig.update_layout(
         height=height, margin=dict(l=10, r=10, t=30, b=10), legend=dict(itemsizing="constant", title_text=""),
         xaxis=dict(title="UMAP 1", showticklabels=False, zeroline=False),
