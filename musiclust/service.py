@@ -86,6 +86,7 @@ class Service:
         self.root = Path(root) / dataset_slug(dataset)
         self.pretrained_cache = Path(pretrained_cache)  # collection tracks' MusiCNN vectors (PretrainedStore), as training caches them
         self._lock = threading.Lock()
+        self._warming: set[tuple[str, str]] = set()  # (name, version) that warm_soon was asked for
         self._bundles: dict[tuple[str, str], ModelBundle] = {}
 
     def models(self) -> list[str]:
@@ -105,6 +106,11 @@ class Service:
                 self._bundles = {k: v for k, v in self._bundles.items() if k[0] != name}
                 self._bundles[key] = self._load_bundle(name)
             return self._bundles[key]
+
+    def is_loaded(self, name: str) -> bool:
+        """Whether the current version of ``name`` is loaded (asking loads nothing)."""
+        with self._lock:
+            return (name, self.version(name)) in self._bundles
 
     def _load_bundle(self, name: str) -> ModelBundle:
         """The newest version of ``name`` that loads *and* builds its model; ``meta['fallback_reason']`` says
@@ -136,6 +142,36 @@ class Service:
         features = audio_features(y, bundle.feature_config)  # the MusiCNN vectors come from the same samples
         placement = bundle.place(features.mel_db, clean_user_lyrics(lyrics), n_neighbours, bundle.audio_vectors(y))
         return UploadAnswer(features, placement, name)
+
+    def warm(self, name: str) -> None:
+        """Load model ``name`` and answer a short synthetic sound with it, so that a person's first upload
+        does not pay for the model load, the imports and the first-call set-up (2.9–3.6 s on a 2-core
+        machine, benchmark figure 10). The app calls it in the background while its upload page waits for
+        a file; a model that cannot be loaded or answer is left for the upload to report."""
+        import io
+
+        import soundfile as sf
+
+        rate = 44_100  # as people's files are: the dry run resamples, as their uploads will
+        t = np.arange(2 * rate) / rate
+        tone = (0.1 * np.sin(2 * np.pi * 440.0 * t) + 0.01 * np.random.default_rng(0).standard_normal(t.size)).astype(np.float32)
+        buffer = io.BytesIO()
+        sf.write(buffer, np.stack([tone, tone], axis=1), rate, format="WAV", subtype="PCM_16")
+        try:
+            self.analyse(name, buffer.getvalue())
+        except MusiclustError:
+            pass
+
+    def warm_soon(self, name: str, delay_s: float) -> None:
+        """:meth:`warm` ``name`` on a background thread after ``delay_s``, once per model version."""
+        key = (name, self.version(name))
+        with self._lock:
+            if key in self._warming or key in self._bundles:
+                return
+            self._warming.add(key)
+        timer = threading.Timer(delay_s, self.warm, args=(name,))
+        timer.daemon = True
+        timer.start()
 
     def evaluation(self) -> Optional[dict]:
         """The latest evaluation report (``python -m musiclust evaluate`` or the one written by ``train``)."""

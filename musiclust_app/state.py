@@ -71,6 +71,19 @@ def get_service(dataset: str, root: str) -> Service:
     return Service(dataset, Path(root))
 
 
+# The model is loaded this long after the upload page that waits for a file was run: importing torch and
+# loading takes ~2 s of CPU and holds the GIL, which beside the page's own run would delay the first page.
+WARM_DELAY_S = 1.0
+
+
+def warm_model(ctx: Context) -> None:
+    """Load the model in use in the background (once per Service, i.e. per server process until a retrain
+    clears the caches, and per model version) while the page waits for a person to choose a file: their
+    first upload then finds it loaded."""
+    if ctx.model is not None:
+        ctx.service.warm_soon(ctx.model, WARM_DELAY_S)
+
+
 @st.cache_resource(show_spinner=False)
 def get_jobs(state_dir: str) -> RetrainJobs:
     return RetrainJobs(state_dir=Path(state_dir), repo_root=REPO_ROOT)

@@ -38,6 +38,7 @@ with right:
 
 if upload is None:
     st.info("Upload a file to see its cluster, its place on the map and its nearest neighbours.", icon=":material/upload:")
+    ui.warm_model(ctx)  # loaded while a file is chosen
     st.stop()
 
 model = ui.require_model(ctx)

@@ -122,6 +122,19 @@ def test_upload_shows_cluster_and_neighbours(app_env, real_clip_paths, monkeypat
     assert any("lands in cluster" in s for s in texts(at, "success"))
 
 
+def test_the_upload_page_loads_the_model_while_it_waits_for_a_file(app_env):
+    from musiclust_app.state import get_service
+
+    root, dataset = app_env
+    get_service.clear()  # a new Service: nothing loaded yet
+    at = open_app()
+    no_exception(at)
+    name = at.session_state["model_choice"]
+    service = get_service(dataset, str(root))
+    assert not at.file_uploader[0].value, "no file given"
+    wait_until(lambda: service.is_loaded(name), 120, f"{name} loaded in the background")
+
+
 def test_upload_without_lyrics_says_how_hybrid_fusion_reads_it(app_env, real_clip_paths):
     at = open_app()
     at.sidebar.selectbox(key="model_choice").set_value("conv_vae_fusion").run()

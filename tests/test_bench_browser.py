@@ -44,6 +44,6 @@ def test_app_map_and_answer_figures(tmp_path, trained_checkpoints, real_music_fo
         parts = r["parts_s"]  # each part complete no later than the whole answer (a chart redrawn in place: from 0)
         assert set(parts) == {"alert", "charts", "players", "idle", "all"} and parts["all"] > 0
         assert all(0 <= v <= parts["all"] for v in parts.values()) and parts["alert"] > 0
-    assert positive(an["first_upload_s"]) and positive(an["ratios"]["browser_vs_server_p50"])
+    assert positive(an["first_upload_s"]) and positive(an["first_upload_picked_s"]) and positive(an["ratios"]["browser_vs_server_p50"])
     has_goal(an, "p95")
     has_goal(an, "later_p95")
