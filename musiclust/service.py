@@ -145,8 +145,8 @@ class Service:
 
     def warm(self, name: str) -> None:
         """Load model ``name`` and answer a short synthetic sound with it, so that a person's first upload
-        does not pay for the model load, the imports and the first-call set-up (2.9–3.6 s on a 2-core
-        machine, benchmark figure 10). The app calls it in the background while its upload page waits for
+        does not pay for the model load, the imports and the first-call set-up (3–5 s on a 2-core machine,
+        benchmark figure 10). The app calls it in the background while its upload page waits for
         a file; a model that cannot be loaded or answer is left for the upload to report."""
         import io
 

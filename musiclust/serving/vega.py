@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from musiclust.config import FeatureConfig
 
-# A five-pointed star in Vega's unit square (a custom ``shape`` path), the upload's mark as on the explorer.
+# A five-pointed star in Vega's unit square (a custom ``shape`` path): the upload's mark on the map.
 STAR = ("M0,-1L0.235,-0.324L0.951,-0.309L0.38,0.124L0.588,0.809L0,0.4L-0.588,0.809L-0.38,0.124L-0.951,-0.309"
         "L-0.235,-0.324Z")
 UMAP_AXIS = {"labels": False, "ticks": False, "domain": False, "grid": False}  # as the explorer: positions, no units
