@@ -54,6 +54,20 @@ def test_missing_checkpoint_is_clear(tmp_path):
         ckpt.load(tmp_path, "absent")
 
 
+def test_a_listing_emptied_by_saves_back_to_back_is_read_again(tmp_path, monkeypatch):
+    """A reader's listing can name versions that saves back to back prune before it checks them (CI,
+    tests/test_concurrency.py: 'no checkpoint named m' while m existed): it lists again, as after a switch."""
+    ckpt.save(tmp_path, "m", _make(7))
+    calls, real = [], ckpt.candidates
+
+    def candidates(root, name):  # the first listing finds every version it named gone; then the real ones
+        calls.append(name)
+        return [] if len(calls) == 1 else real(root, name)
+
+    monkeypatch.setattr(ckpt, "candidates", candidates)
+    assert ckpt.load(tmp_path, "m").meta["value"] == 7
+
+
 def test_pickle_payload_is_refused(tmp_path):
     """A weights file that is a pickle (torch.save style) must never be unpickled."""
     ckpt.save(tmp_path, "m", _make(1))

@@ -218,6 +218,9 @@ def load(root: Path, name: str, fallback: bool = True, build: Optional[Callable[
     for attempt in range(LOAD_ATTEMPTS):
         found = candidates(root, name)
         if not found:
+            if attempt + 1 < LOAD_ATTEMPTS and (Path(root) / name).is_symlink():
+                # saves back to back can prune every version this listing named before it checked them
+                continue
             raise CheckpointError(f"no checkpoint named {name!r} in {root} (train one: python -m musiclust train)")
         first_error = None
         for folder in found if fallback else found[:1]:
