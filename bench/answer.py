@@ -195,16 +195,16 @@ def run(clip: Path, data: str, checkpoints: Path, model: str, uploads: int, log:
                 with server(REPO / "app.py", env) as s:
                     s.wait_healthy()
                     cold_picked, _ = visit(browser, s.url, ogg, pick_s=COLD_PICK_S)
-            with chromium() as browser, server(REPO / "app.py", env) as s:
-                s.wait_healthy()
-                cold, _ = visit(browser, s.url, ogg)  # the model loads here: reported apart
-                for i in range(uploads):
-                    server_s.append(reference.once())
-                    first, later = visit(browser, s.url, ogg, mp3)
-                    browser_runs.append(first)
-                    later_runs.append(later)
-                    server_s.append(reference.once())
-                    log(f"answer: visit {i + 1}/{uploads}: {first['seconds']:.2f} s in the browser, the next upload {later['seconds']:.2f} s")
+                with server(REPO / "app.py", env) as s:
+                    s.wait_healthy()
+                    cold, _ = visit(browser, s.url, ogg)  # the model loads here: reported apart
+                    for i in range(uploads):
+                        server_s.append(reference.once())
+                        first, later = visit(browser, s.url, ogg, mp3)
+                        browser_runs.append(first)
+                        later_runs.append(later)
+                        server_s.append(reference.once())
+                        log(f"answer: visit {i + 1}/{uploads}: {first['seconds']:.2f} s in the browser, the next upload {later['seconds']:.2f} s")
         finally:
             worker_report = reference.close()
     import soundfile
