@@ -164,6 +164,8 @@ def train_model(
         if hasattr(model, "fit_linear_code"):  # BasicVAE starts as the training tracks' PCA (models/basic_vae.py)
             pca = prep.segment_pca()
             model.fit_linear_code(pca.mean_, pca.components_, pca.variance_)
+        if getattr(model, "code", None) is not None:  # the conv models' band and time codes (models/linear_code.py)
+            model.code.fit([prep.segments[i] for i in prep.train_rows], s.seed)
         conditioned = spec.conditioned_on_label
         train_cfg = TrainConfig(batch_size=s.batch_size, seed=s.seed, **({} if s.epochs is None else {"epochs": s.epochs}))
         result = fit(

@@ -37,6 +37,9 @@ class VAEConfig:
     n_mels: int = 128
     frames: int = 128
     beta: float = 1.0  # weight of the KL term (1 = the plain ELBO)
+    # Values for fields a saved config predates, where the field's default would build another network
+    # than the one saved (see from_saved). Not a field: a class attribute.
+    SAVED_DEFAULTS: ClassVar[dict] = {}
 
     def __post_init__(self) -> None:
         self.check_positive_ints("latent_dim", "n_mels", "frames")
@@ -65,6 +68,12 @@ class VAEConfig:
         if missing:
             raise ParameterError(f"{cls.__name__} needs {missing}")
         return cls(**data)
+
+    @classmethod
+    def from_saved(cls, data: dict) -> "VAEConfig":
+        """:meth:`from_dict` for a config read from a checkpoint: a field it predates takes the value
+        that rebuilds the saved network (:attr:`SAVED_DEFAULTS`), not today's default."""
+        return cls.from_dict({**cls.SAVED_DEFAULTS, **data})
 
 
 class BaseVAE(nn.Module, ABC):
@@ -129,10 +138,20 @@ class BaseVAE(nn.Module, ABC):
         return {"loss": loss, "recon_audio": recon, "kl": kl}
 
     @torch.no_grad()
-    def embed(self, batch: Batch) -> torch.Tensor:
-        """The posterior mean ``(B, latent_dim)``: the deterministic latent used for clustering."""
+    def posterior_mean(self, batch: Batch) -> torch.Tensor:
+        """The whole posterior mean ``(B, latent_dim)``, what :meth:`decode` reads."""
         with _eval_mode(self):
             mu, _ = self.encode(batch)
+        return mu
+
+    def embed(self, batch: Batch) -> torch.Tensor:
+        """The track-describing part of the posterior mean, ``(B, embedding dims)``: the deterministic
+        latent used for clustering."""
+        return self.embedding(self.posterior_mean(batch))
+
+    def embedding(self, mu: torch.Tensor) -> torch.Tensor:
+        """The part of a posterior mean ``(B, latent_dim)`` that describes the music: all of it, unless a
+        model gives part of its latent to *when* (models/linear_code.py)."""
         return mu
 
     @torch.no_grad()

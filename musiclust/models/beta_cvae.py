@@ -9,7 +9,8 @@ pressing on every nat of KL the latent is encouraged to drop group information a
 within a group. That makes the model useful for morphing (decode one latent with another group's
 label) but unfair to score by how well its latent recovers the groups: :attr:`conditioned_on_label`
 is True so metrics flag its clustering score against the group label as ``conditioned_on_label``.
-Decoding (and so :meth:`reconstruct`) needs ``batch["label"]``.
+Decoding (and so :meth:`reconstruct`) needs ``batch["label"]``. Its latent is split as ConvVAE's is
+(a pooled style part plus a fixed time code, :mod:`musiclust.models.linear_code`).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import torch
 from torch.nn import functional as F
 
 from musiclust.errors import ParameterError
-from musiclust.models.base import Batch, BaseVAE
-from musiclust.models.conv_vae import ConvDecoder, ConvEncoder, ConvVAEConfig
+from musiclust.models.base import Batch
+from musiclust.models.conv_vae import ConvVAE, ConvVAEConfig
 
 
 @dataclass(kw_only=True)
@@ -35,17 +36,17 @@ class BetaCVAEConfig(ConvVAEConfig):
             raise ParameterError(f"BetaCVAEConfig.n_labels must be an integer >= 2, got {self.n_labels!r}")
 
 
-class BetaCVAE(BaseVAE):
+class BetaCVAE(ConvVAE):
+    """ConvVAE's encoder and latent; the decoder also reads the group label."""
+
     config_class = BetaCVAEConfig
     conditioned_on_label = True
 
-    def __init__(self, config: BetaCVAEConfig):
-        super().__init__(config)
-        self.encoder = ConvEncoder(config, config.latent_dim)
-        self.decoder = ConvDecoder(config, config.latent_dim + config.n_labels)
+    # encode and embedding are ConvVAE's: the label is never read there, so any track can be embedded
 
-    def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.encoder(batch["mel"])  # the label is never read: any track can be embedded
+    @staticmethod
+    def decoder_inputs(config: BetaCVAEConfig) -> int:
+        return config.latent_dim + config.n_labels  # z, then the label's one-hot
 
     def decode(self, z: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         label = batch.get("label")
@@ -57,4 +58,5 @@ class BetaCVAE(BaseVAE):
                 f"with values in [{int(label.min())}, {int(label.max())}]"
             )
         onehot = F.one_hot(label.long(), self.config.n_labels).to(z.dtype)  # (B, n_labels)
-        return {"mel": self.decoder(torch.cat([z, onehot], dim=1))}  # (B, 1, 128, 128)
+        mel = self.decoder(torch.cat([z, onehot], dim=1))  # (B, 1, 128, 128)
+        return {"mel": mel if self.code is None else mel + self.code.decode(z)}

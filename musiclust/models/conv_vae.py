@@ -6,18 +6,26 @@ Pooling over time makes the latent shift-invariant: it describes *which* sounds 
 much they vary (timbre, texture), not *when* they occur, which is what style clustering needs and what
 MFCC mean/std statistics capture by hand. The decoder still reconstructs the whole segment.
 
+Because a pooled latent cannot say when a note falls, half of the latent (``time_dim``) is by default a
+fixed linear code of *when*, and the pooled half starts as a linear code of the average spectrum
+(:mod:`musiclust.models.linear_code`): the model then reconstructs held-out tracks better than PCA of
+its latent size, and tracks are clustered on the pooled half alone. ``time_dim = 0`` is the pooled
+model as it was before 2026-12-05 (its checkpoints load as that).
+
 :class:`ConvEncoder` and :class:`ConvDecoder` are reused by the product-of-experts and conditioned models.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar, Optional
 
 import torch
 from torch import nn
 
 from musiclust.errors import ParameterError
 from musiclust.models.base import Batch, BaseVAE, VAEConfig
+from musiclust.models.linear_code import SplitCode, start_as_code
 
 
 @dataclass(kw_only=True)
@@ -26,10 +34,23 @@ class ConvVAEConfig(VAEConfig):
     # A narrow stem costs 25% less than 16 channels at no loss in clustering (measured on the default set).
     channels: tuple[int, ...] = (8, 32, 64)
     stem_stride: int = 4  # the first conv cuts (128, 128) into 4x4 patches: cheap on 2 CPU cores
+    # Latent numbers given to the fixed time code (module docstring); None = half the latent, 0 = none.
+    time_dim: Optional[int] = None
+    # What a saved config that predates a field meant: checkpoints from before the time code are pooled.
+    SAVED_DEFAULTS: ClassVar[dict] = {"time_dim": 0}
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_conv_shape(self)
+        if self.time_dim is None:
+            self.time_dim = self.latent_dim // 2
+        if not isinstance(self.time_dim, int) or isinstance(self.time_dim, bool) or not 0 <= self.time_dim < self.latent_dim:
+            raise ParameterError(f"{type(self).__name__}.time_dim must be an integer in [0, latent_dim={self.latent_dim}), got {self.time_dim!r}")
+
+    @property
+    def style_dim(self) -> int:
+        """The pooled part of the latent: what a track is clustered on."""
+        return self.latent_dim - self.time_dim
 
 
 def check_conv_shape(config) -> None:
@@ -108,18 +129,39 @@ class ConvDecoder(nn.Module):
         return self.deconvs(h)  # (B, 32, 16, 16) -> (B, 8, 32, 32) -> (B, 16, 32, 32) -> (B, 1, 128, 128)
 
 
+def split_code(config: ConvVAEConfig, head: nn.Linear, decoder: ConvDecoder) -> Optional[SplitCode]:
+    """The config's :class:`SplitCode` (None when ``time_dim`` is 0), with ``head`` and ``decoder`` set to
+    start as it."""
+    if not config.time_dim:
+        return None
+    start_as_code(head, config.style_dim, decoder.deconvs[-2])  # the sub-pixel conv before PixelShuffle
+    return SplitCode(config.style_dim, config.time_dim, config.n_mels, config.frames)
+
+
 class ConvVAE(BaseVAE):
-    """Audio-only conv VAE; its posterior mean is the audio embedding (also the audio half of hybrid fusion)."""
+    """Audio-only conv VAE; the style part of its posterior mean is the audio embedding (also the audio
+    half of hybrid fusion)."""
 
     config_class = ConvVAEConfig
 
     def __init__(self, config: ConvVAEConfig):
         super().__init__(config)
-        self.encoder = ConvEncoder(config, config.latent_dim)
-        self.decoder = ConvDecoder(config, config.latent_dim)
+        self.encoder = ConvEncoder(config, config.style_dim)
+        self.decoder = ConvDecoder(config, self.decoder_inputs(config))
+        self.code = split_code(config, self.encoder.head, self.decoder)
+
+    @staticmethod
+    def decoder_inputs(config: ConvVAEConfig) -> int:
+        """Width of the decoder's input: the latent (a conditioned subclass adds its condition)."""
+        return config.latent_dim
 
     def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.encoder(batch["mel"])
+        mu, logvar = self.encoder(batch["mel"])  # (B, style_dim) each
+        return (mu, logvar) if self.code is None else self.code.posterior(batch["mel"], mu, logvar)
 
     def decode(self, z: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
-        return {"mel": self.decoder(z)}
+        mel = self.decoder(z)  # (B, 1, n_mels, frames)
+        return {"mel": mel if self.code is None else mel + self.code.decode(z)}
+
+    def embedding(self, mu: torch.Tensor) -> torch.Tensor:
+        return mu if self.code is None else self.code.style(mu)

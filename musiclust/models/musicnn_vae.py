@@ -71,10 +71,15 @@ class MusiCNNVAEConfig(ConvVAEConfig):
     # vector, encoded, among the other tracks of the batch; 0 = off. Label-free: the track is the unit.
     contrast_weight: float = 200.0
     contrast_temperature: float = 0.5
+    # No time code (models/linear_code.py): the whole latent is the tagger's view, and the mel decoder a
+    # read-out of it. Half of it for a time code is measured in docs/results.md, not adopted.
+    time_dim: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.check_positive_ints("pretrained_dim", "hidden")
+        if self.time_dim != 0:
+            raise ParameterError(f"MusiCNNVAEConfig.time_dim must be 0 (this model has no time code), got {self.time_dim!r}")
         if not isinstance(self.mel_expert, bool):
             raise ParameterError(f"MusiCNNVAEConfig.mel_expert must be true or false, got {self.mel_expert!r}")
         if not 0 <= self.mel_weight <= 1:

@@ -3,6 +3,10 @@ Weakly-Supervised Learning"): each modality's encoder is an expert giving a Gaus
 posterior is the precision-weighted product of the experts present and a standard-normal prior
 expert. A track without lyrics is encoded by audio and prior alone, by design, never by a zero
 lyrics vector.
+
+The experts meet on the style part of the latent, on what they add to the audio's band code; the time
+part is the audio's fixed time code alone (lyrics cannot say when a note falls). See
+:mod:`musiclust.models.linear_code`.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from torch.nn import functional as F
 
 from musiclust.errors import ParameterError
 from musiclust.models.base import Batch, BaseVAE, gaussian_nll_sum, kl_sum
-from musiclust.models.conv_vae import ConvDecoder, ConvEncoder, ConvVAEConfig
+from musiclust.models.conv_vae import ConvDecoder, ConvEncoder, ConvVAEConfig, split_code
 
 
 @dataclass(kw_only=True)
@@ -83,24 +87,25 @@ class MVAEPoE(BaseVAE):
 
     def __init__(self, config: MVAEPoEConfig):
         super().__init__(config)
-        latent, hidden = config.latent_dim, config.lyrics_hidden
-        self.audio_expert = ConvEncoder(config, latent)
+        style, hidden = config.style_dim, config.lyrics_hidden
+        self.audio_expert = ConvEncoder(config, style)
         self.lyrics_expert = nn.Sequential(
-            nn.Linear(config.lyrics_dim, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 2 * latent)
+            nn.Linear(config.lyrics_dim, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 2 * style)
         )
-        self.mel_decoder = ConvDecoder(config, latent)
-        self.lyrics_decoder = nn.Sequential(
-            nn.Linear(latent, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, config.lyrics_dim)
+        self.mel_decoder = ConvDecoder(config, config.latent_dim)
+        self.lyrics_decoder = nn.Sequential(  # reads the style part: lyrics say nothing of when
+            nn.Linear(style, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, config.lyrics_dim)
         )
+        self.code = split_code(config, self.audio_expert.head, self.mel_decoder)
 
     def experts(self, batch: Batch) -> tuple[tuple, tuple, torch.Tensor]:
-        """``(audio (mu, logvar), lyrics (mu, logvar), has_lyrics (B,) bool)``.
+        """``(audio (mu, logvar), lyrics (mu, logvar), has_lyrics (B,) bool)``, each over the style part.
 
         Lyrics rows of samples without lyrics are zeroed before the lyrics expert, so whatever they hold
         (zeros, stale values, NaN) the expert's outputs and gradients stay finite; they are then masked out.
         """
         mel = batch["mel"]
-        mu_a, logvar_a = self.audio_expert(mel)  # (B, latent_dim) each
+        mu_a, logvar_a = self.audio_expert(mel)  # (B, style_dim) each
         lyrics = batch.get("lyrics")
         if lyrics is None:
             lyrics = mel.new_zeros(mel.shape[0], self.config.lyrics_dim)
@@ -115,29 +120,46 @@ class MVAEPoE(BaseVAE):
                 raise ParameterError("MVAEPoE needs batch['has_lyrics'] ((B,) bool) alongside batch['lyrics']")
             has = has.bool()
             lyrics = torch.where(has[:, None], lyrics, torch.zeros_like(lyrics))
-        mu_l, logvar_l = self.lyrics_expert(lyrics).chunk(2, dim=1)  # (B, latent_dim) each
+        mu_l, logvar_l = self.lyrics_expert(lyrics).chunk(2, dim=1)  # (B, style_dim) each
         return (mu_a, logvar_a), (mu_l, logvar_l), has
 
+    def _with_time(self, mel: torch.Tensor, posterior: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The experts' product on the style part, added to the band code, then the time code of ``mel``:
+        the whole latent. The band code stays outside the product: the prior expert's pull towards 0
+        would otherwise shrink the linear code the decoder reads back, by how sure the experts are."""
+        return posterior if self.code is None else self.code.posterior(mel, *posterior)
+
+    def _style(self, z: torch.Tensor) -> torch.Tensor:
+        return z if self.code is None else self.code.style(z)
+
     def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """The joint posterior: prior x audio x (lyrics where present)."""
+        """The joint posterior: prior x audio x (lyrics where present), then the time code."""
         audio, lyrics, has = self.experts(batch)
-        return product_of_experts([(*audio, None), (*lyrics, has)])
+        return self._with_time(batch["mel"], product_of_experts([(*audio, None), (*lyrics, has)]))
+
+    def _mel(self, z: torch.Tensor) -> torch.Tensor:
+        mel = self.mel_decoder(z)  # (B, 1, n_mels, frames)
+        return mel if self.code is None else mel + self.code.decode(z)
 
     def decode(self, z: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
-        return {"mel": self.mel_decoder(z), "lyrics_logits": self.lyrics_decoder(z)}  # (B, 1, 128, 128), (B, V)
+        return {"mel": self._mel(z), "lyrics_logits": self.lyrics_decoder(self._style(z))}  # (B, 1, 128, 128), (B, V)
+
+    def embedding(self, mu: torch.Tensor) -> torch.Tensor:
+        return self._style(mu)
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         audio, lyrics, has = self.experts(batch)
-        mu, logvar = product_of_experts([(*audio, None), (*lyrics, has)])  # joint, (B, latent_dim)
-        mu_a, logvar_a = product_of_experts([(*audio, None)])  # audio-only, (B, latent_dim)
-        mu_l, logvar_l = product_of_experts([(*lyrics, None)])  # lyrics-only, used where has
-        mu_j, logvar_j, mu_l, logvar_l = mu[has], logvar[has], mu_l[has], logvar_l[has]  # (n_lyrics, latent_dim)
+        mel_in = batch["mel"]
+        mu, logvar = self._with_time(mel_in, product_of_experts([(*audio, None), (*lyrics, has)]))  # joint, (B, latent_dim)
+        mu_a, logvar_a = self._with_time(mel_in, product_of_experts([(*audio, None)]))  # audio-only, (B, latent_dim)
+        mu_l, logvar_l = product_of_experts([(*lyrics, None)])  # lyrics-only, used where has, (B, style_dim)
+        mu_j, logvar_j, mu_l, logvar_l = mu[has], logvar[has], mu_l[has], logvar_l[has]  # (n_lyrics, ...)
         z_a = self.reparameterize(mu_a, logvar_a)
         z_j = self.reparameterize(mu_j, logvar_j)
         z_l = self.reparameterize(mu_l, logvar_l)
         # One decoder call per modality over every latent that must reconstruct it.
-        mel = self.mel_decoder(torch.cat([z_a, z_j]))  # (B + n_lyrics, 1, 128, 128)
-        words = self.lyrics_decoder(torch.cat([z_j, z_l]))  # (2 * n_lyrics, V)
+        mel = self._mel(torch.cat([z_a, z_j]))  # (B + n_lyrics, 1, 128, 128)
+        words = self.lyrics_decoder(torch.cat([self._style(z_j), z_l]))  # (2 * n_lyrics, V)
         n, k = mu_a.shape[0], mu_j.shape[0]
         return {
             "mu": mu,  # joint posterior of every sample: what embed() returns

@@ -22,7 +22,7 @@ from musiclust.analysis.baselines import SegmentPCA
 from musiclust.analysis.reconstruction import reconstruction_mse_db
 from musiclust.errors import CheckpointError, MusiclustError, ParameterError
 from musiclust.features.tfidf import LyricsTfidf
-from musiclust.models import build_model, registry
+from musiclust.models import build_model, config_class, registry
 from musiclust.models.hybrid import HybridFusion
 from musiclust.models.base import BaseVAE
 from musiclust.paths import PRETRAINED_CACHE
@@ -82,10 +82,13 @@ class ModelBundle:
         return self.tfidf.transform(lyrics)
 
     def embed_segments(
-        self, segs: np.ndarray, lyric_row: np.ndarray, has_lyrics: bool, pretrained: Optional[np.ndarray] = None
+        self, segs: np.ndarray, lyric_row: np.ndarray, has_lyrics: bool, pretrained: Optional[np.ndarray] = None,
+        whole: bool = False,
     ) -> np.ndarray:
-        """Mean posterior mean over one track's standardised segments ``(S, n_mels, frames)`` -> ``(latent,)``;
-        ``pretrained`` ``(S, D)``: the segments' pretrained-network vectors, for a model that reads them."""
+        """Mean embedding over one track's standardised segments ``(S, n_mels, frames)`` -> ``(D,)``;
+        ``pretrained`` ``(S, D)``: the segments' pretrained-network vectors, for a model that reads them.
+        ``whole``: the mean of the whole posterior mean ``(latent_dim,)``, time code included (what the
+        decoder reads), instead of the part tracks are clustered on."""
         mus = []
         for start in range(0, len(segs), EMBED_BATCH):
             chunk = torch.from_numpy(segs[start : start + EMBED_BATCH]).unsqueeze(1)  # (b, 1, n_mels, frames)
@@ -95,7 +98,7 @@ class ModelBundle:
             if lyric_row.size:
                 batch["lyrics"] = torch.from_numpy(np.repeat(lyric_row[None], len(chunk), axis=0))
                 batch["has_lyrics"] = torch.full((len(chunk),), bool(has_lyrics))
-            mus.append(self.model.embed(batch).numpy())
+            mus.append((self.model.posterior_mean(batch) if whole else self.model.embed(batch)).numpy())
         return np.concatenate(mus).mean(axis=0)
 
     def raw_embedding(
@@ -274,7 +277,7 @@ class ModelBundle:
         rows, mask = self._lyrics_rows([lyrics])
         segs = track_segments(mel_db, self.normalizer, self.feature_config.segment_frames)
         with torch.inference_mode():
-            return self.embed_segments(segs, rows[0], mask[0], pretrained)
+            return self.embed_segments(segs, rows[0], mask[0], pretrained, whole=True)
 
     # --- checkpoint round trip --------------------------------------------------------------
     def to_checkpoint(self) -> ckpt.Checkpoint:
@@ -331,7 +334,7 @@ class ModelBundle:
         if broken:  # a model that would place every track at NaN: corrupt, never served
             raise CheckpointError(f"checkpoint {where} holds NaN/Inf values in {', '.join(broken[:3])}: it is corrupt")
         try:
-            model = build_model(meta["architecture"], meta["model_config"])
+            model = build_model(meta["architecture"], config_class(meta["architecture"]).from_saved(meta["model_config"]))
             state = {k: torch.from_numpy(np.array(v)) for k, v in checkpoint.weights.items()}
             model.load_state_dict(state, strict=True)
             model.eval()

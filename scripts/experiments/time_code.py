@@ -48,7 +48,7 @@ from musiclust.models.conv_vae import ConvDecoder, ConvEncoder, ConvVAE  # noqa:
 
 VARIANCE_FLOOR = 1.0  # as BasicVAE's linear code: a whitened component's std is at least 1
 LOGVAR_START = -4.0
-VARIANTS = ("pooled", "time16", "time16_band")
+VARIANTS = ("pooled", "time16", "time16_band", "time16_band_zero")
 TIME_DIM = 16
 
 
@@ -102,7 +102,7 @@ class SplitConvVAE(ConvVAE):
     """ConvVAE whose latent is ``style`` (pooled; optionally a band-means code plus the conv's correction)
     followed by ``time`` (the fixed deviations code); its embedding is the style part."""
 
-    def __init__(self, config, band: bool):
+    def __init__(self, config, band: bool, zero_decoder: bool = False):
         super().__init__(config)
         self.style_dim = config.latent_dim - TIME_DIM
         self.encoder = ConvEncoder(config, self.style_dim)
@@ -113,6 +113,11 @@ class SplitConvVAE(ConvVAE):
             with torch.no_grad():
                 self.encoder.head.weight[: self.style_dim].zero_()
                 self.encoder.head.bias[: self.style_dim].zero_()
+        if zero_decoder:  # the decoder also starts adding nothing: the untrained model reconstructs as the codes
+            with torch.no_grad():
+                out = self.decoder.deconvs[-2]
+                out.weight.zero_()
+                out.bias.zero_()
 
     def fit_codes(self, segments: list, seed: int) -> None:
         segs = np.concatenate(segments)  # (S, n_mels, frames)
@@ -152,7 +157,7 @@ def run_variant(variant: str, prep) -> dict:
     if variant != "pooled":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(s.seed)
-            model = SplitConvVAE(model.config, band=variant == "time16_band")
+            model = SplitConvVAE(model.config, band=variant.startswith("time16_band"), zero_decoder=variant.endswith("_zero"))
         model.fit_codes([prep.segments[i] for i in prep.train_rows], s.seed)
     result = fit(model, prep.data(prep.train_rows), prep.data(prep.val_rows), TrainConfig(batch_size=s.batch_size, seed=s.seed))
     bundle = _finish(conv, model, prep, None)
