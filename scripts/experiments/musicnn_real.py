@@ -160,7 +160,26 @@ VARIANTS = {  # MusiCNNVAE configs tried on the selection half
     "contrast100_t0.5": {"mel_expert": False, "mel_weight": 0.0, "contrast_weight": 100.0, "contrast_temperature": 0.5},
     "contrast400_t0.5": {"mel_expert": False, "mel_weight": 0.0, "contrast_weight": 400.0, "contrast_temperature": 0.5},
     "contrast200_t1": {"mel_expert": False, "mel_weight": 0.0, "contrast_weight": 200.0, "contrast_temperature": 1.0},
+    # the shipped model (contrast 200 at 0.5) with half its latent given to the time code, the tagger's
+    # half added to the band code (models/linear_code.py): can it reconstruct below PCA and still cluster?
+    "split16": {"mel_expert": False, "mel_weight": 0.0, "time_dim": 16},
 }
+
+
+def held_out_mse_db(model, prep) -> float:
+    """Reconstruction MSE (dB²) over the held-out tracks, as the pipeline scores it."""
+    import torch
+
+    from musiclust.analysis.reconstruction import mean_reconstruction_mse_db
+
+    def pairs():
+        with torch.inference_mode():
+            for i in prep.val_rows:
+                batch = {"mel": torch.from_numpy(prep.segments[i]).unsqueeze(1), "pretrained": torch.from_numpy(prep.pretrained[i])}
+                recon = model.reconstruct(batch).squeeze(1).numpy()
+                yield prep.table.mels[i], prep.normalizer.invert(np.concatenate(list(recon), axis=1))
+
+    return mean_reconstruction_mse_db(pairs())
 
 
 def _fit(x):
@@ -195,6 +214,7 @@ def half_table(which: str, jobs: int) -> TrackTable:
 def select(args) -> None:
     import torch
 
+    from musiclust.analysis.baselines import pca_reconstruction_mse_db
     from musiclust.models import build_model
     from musiclust.models.training import TrainConfig, fit
     from musiclust.pipeline import Settings, prepare
@@ -215,16 +235,20 @@ def select(args) -> None:
             rows.append({"seed": seed, "row": "musicnn_kmeans", "input": "penultimate", "space": space, **scores(SPACES[space](pen), groups, 8, seed)})
             rows.append({"seed": seed, "row": "musicnn_kmeans", "input": "penultimate+tags", "space": space, **scores(SPACES[space](both), groups, 8, seed)})
         rows.append({"seed": seed, "row": "mfcc_kmeans", "space": "zscore", **scores(SPACES["zscore"](table.mfcc_stats), groups, 8, seed)})
+        pca_mse = pca_reconstruction_mse_db(prep.segment_pca(), table, prep.normalizer, prep.val_rows, prep.segments)
         for name, cfg in variants.items():
             shape = {"latent_dim": 32, "n_mels": table.config.n_mels, "frames": table.config.segment_frames}
             model = build_model("musicnn_vae", {**shape, **cfg}, seed=seed)
+            if model.code is not None:
+                model.code.fit([prep.segments[i] for i in prep.train_rows], seed)
             started = time.perf_counter()
             result = fit(model, prep.data(prep.train_rows), prep.data(prep.val_rows), TrainConfig(seed=seed, epochs=args.epochs))
             seconds = time.perf_counter() - started
             emb = track_embeddings(model, prep)
             for space in ("centred", "l2"):  # the two spaces the pipeline offers a model (cluster_on_direction)
                 rows.append({"seed": seed, "row": f"musicnn_vae:{name}", "space": space, **scores(SPACES[space](emb), groups, 8, seed),
-                             "best_epoch": result.best_epoch, "train_seconds": round(seconds, 1)})
+                             "best_epoch": result.best_epoch, "train_seconds": round(seconds, 1),
+                             "reconstruction_mse_db": round(held_out_mse_db(model, prep), 3), "pca_reconstruction_mse_db": round(pca_mse, 3)})
             print(rows[-1], flush=True)
     summary = summarise(rows)
     for line in summary:
@@ -245,7 +269,9 @@ def summarise(rows: list) -> list:
         nmi, ari = np.array([r["nmi"] for r in rs]), np.array([r["ari"] for r in rs])
         out.append({"row": row, "input": inp, "space": space, "n_seeds": len(rs),
                     "nmi": round(float(nmi.mean()), 4), "nmi_std": round(float(nmi.std()), 4),
-                    "ari": round(float(ari.mean()), 4), "ari_std": round(float(ari.std()), 4)})
+                    "ari": round(float(ari.mean()), 4), "ari_std": round(float(ari.std()), 4),
+                    **{key: round(float(np.mean([r[key] for r in rs])), 3) for key in ("reconstruction_mse_db", "pca_reconstruction_mse_db")
+                       if all(key in r for r in rs)}})
     return out
 
 
