@@ -99,6 +99,43 @@ def test_basic_vae_starts_as_the_training_tracks_pca_and_its_training_keeps_it_a
     assert not old.code_basis.any() and torch.equal(old.encoder[1].weight, mlp_alone["encoder.1.weight"])
 
 
+def test_conv_vae_starts_as_its_band_and_time_codes_and_training_keeps_it_level_with_pca(prepared):
+    """ConvVAE's split latent (models/linear_code.py): untrained, it reconstructs exactly as its two
+    linear codes do; trained, no worse than PCA of its latent size plus a tolerance from the data (the
+    spread of PCA's per-track errors); it clusters on the pooled half, which ignores where in a segment
+    things happen; and a checkpoint from before the split loads as the pooled network it was."""
+    import torch
+
+    from musiclust.models import build_model, config_class
+    from musiclust.pipeline import model_config, reconstruction_error, train_model
+
+    model = build_model("conv_vae", model_config("conv_vae", prepared), seed=0)
+    assert (model.config.style_dim, model.config.time_dim) == (4, 4)
+    model.code.fit([prepared.segments[i] for i in prepared.train_rows], seed=0)
+    segs = torch.from_numpy(prepared.segments[prepared.val_rows[0]][:, None])  # (S, 1, n_mels, frames)
+    mu = model.posterior_mean({"mel": segs})
+    assert torch.allclose(model.reconstruct({"mel": segs}), model.code.decode(mu), atol=1e-5)
+    assert torch.allclose(model.embed({"mel": segs}), model.code.band(segs), atol=1e-5)  # untrained: the band code
+    # the band code sees each band's level, not when: a segment played backwards has the same one
+    assert torch.allclose(model.code.band(segs.flip(3)), model.code.band(segs), atol=1e-4)
+    assert not torch.allclose(model.code.time(segs.flip(3)), model.code.time(segs), atol=1e-2)
+
+    pca = prepared.segment_pca()
+    pca_error = pca_reconstruction_mse_db(pca, prepared.table, prepared.normalizer, prepared.val_rows, prepared.segments)
+    per_track = [reconstruction_mse_db(prepared.table.mels[i], prepared.normalizer.invert(np.concatenate(list(
+        pca.reconstruct(prepared.segments[i])), axis=1))) for i in prepared.val_rows]
+    trained = train_model("conv_vae", prepared)
+    assert reconstruction_error(trained, prepared) <= pca_error + np.std(per_track) / np.sqrt(len(per_track))
+    assert trained.model.code.band_basis.any() and trained.model.code.time_basis.any()  # the pipeline fitted them
+
+    saved = {k: v for k, v in model_config("conv_vae", prepared).items()}  # a config from before the split
+    old = build_model("conv_vae", config_class("conv_vae").from_saved(saved), seed=1)
+    assert old.code is None and old.config.time_dim == 0
+    pooled = build_model("conv_vae", {**saved, "time_dim": 0}, seed=2)
+    old.load_state_dict(pooled.state_dict(), strict=True)
+    assert old.embed({"mel": segs}).shape == (len(segs), 8)
+
+
 def test_basic_vae_linear_code_from_a_handful_of_segments_stays_in_range_on_other_tracks(prepared):
     """PCA of two tracks' segments has components of variance ~0 (noise); whitening another track by them
     blew its code up (the first run on 8 clips diverged at validation, loss 2e8). Floored, it stays near
