@@ -51,7 +51,7 @@ from torch.nn import functional as F
 
 from musiclust.errors import ParameterError
 from musiclust.models.base import Batch, BaseVAE, gaussian_nll_sum, kl_sum
-from musiclust.models.conv_vae import ConvDecoder, ConvEncoder, ConvVAEConfig, split_code
+from musiclust.models.conv_vae import ConvDecoder, ConvEncoder, ConvVAEConfig
 from musiclust.models.mvae_poe import product_of_experts
 
 PRETRAINED_DIM = 250  # MusiCNN: 200 penultimate units + 50 tag probabilities
@@ -71,13 +71,18 @@ class MusiCNNVAEConfig(ConvVAEConfig):
     # vector, encoded, among the other tracks of the batch; 0 = off. Label-free: the track is the unit.
     contrast_weight: float = 200.0
     contrast_temperature: float = 0.5
-    # Latent numbers given to the fixed time code (models/linear_code.py; the pretrained expert then adds
-    # to the band code). 0: the whole latent is the tagger's view and the mel decoder a read-out of it.
+    # No time code (models/linear_code.py): the whole latent is the tagger's view, and the mel decoder a
+    # read-out of it. Tried on 2026-12-05 (the tagger's half added to the band code, as ConvVAE's encoder
+    # adds to it): with the mel's gradient stopped, training moves that half freely and so corrupts the
+    # band code the decoder reads back. On the test clips the mel error rose with training (2,819 -> 2,914
+    # nats per segment, 6 epochs) while every other term fell. Not adopted.
     time_dim: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.check_positive_ints("pretrained_dim", "hidden")
+        if self.time_dim != 0:
+            raise ParameterError(f"MusiCNNVAEConfig.time_dim must be 0 (this model has no time code), got {self.time_dim!r}")
         if not isinstance(self.mel_expert, bool):
             raise ParameterError(f"MusiCNNVAEConfig.mel_expert must be true or false, got {self.mel_expert!r}")
         if not 0 <= self.mel_weight <= 1:
@@ -119,19 +124,18 @@ class MusiCNNVAE(BaseVAE):
 
     def __init__(self, config: MusiCNNVAEConfig):
         super().__init__(config)
-        style, hidden = config.style_dim, config.hidden
-        self.pretrained_expert = PretrainedEncoder(config.pretrained_dim, hidden, style)
-        self.mel_expert = ConvEncoder(config, style) if config.mel_expert else None
+        latent, hidden = config.latent_dim, config.hidden
+        self.pretrained_expert = PretrainedEncoder(config.pretrained_dim, hidden, latent)
+        self.mel_expert = ConvEncoder(config, latent) if config.mel_expert else None
         self.pretrained_decoder = nn.Sequential(
-            nn.Linear(style, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden), nn.LeakyReLU(0.2),
+            nn.Linear(latent, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden), nn.LeakyReLU(0.2),
             nn.Linear(hidden, config.pretrained_dim),
         )
-        self.mel_decoder = ConvDecoder(config, config.latent_dim)
+        self.mel_decoder = ConvDecoder(config, latent)
         self.track_decoder = (
-            nn.Sequential(nn.Linear(style, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, config.pretrained_dim))
+            nn.Sequential(nn.Linear(latent, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, config.pretrained_dim))
             if config.track_weight > 0 else None
         )
-        self.code = split_code(config, self.pretrained_expert.net[-1], self.mel_decoder)
 
     # --- encoding --------------------------------------------------------------------------
     def _pretrained(self, batch: Batch):
@@ -159,25 +163,11 @@ class MusiCNNVAE(BaseVAE):
         return found
 
     def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """The posterior of every expert present, times the prior (then the codes, with a time code)."""
-        return self._whole(batch["mel"], product_of_experts(self.experts(batch)))
-
-    def _whole(self, mel: torch.Tensor, posterior: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """A style posterior added to the band code, then the time code: the whole latent."""
-        return posterior if self.code is None else self.code.posterior(mel, *posterior)
-
-    def _style(self, z: torch.Tensor) -> torch.Tensor:
-        return z if self.code is None else self.code.style(z)
-
-    def _mel(self, z: torch.Tensor) -> torch.Tensor:
-        mel = self.mel_decoder(z)  # (B, 1, n_mels, frames)
-        return mel if self.code is None else mel + self.code.decode(z)
+        """The posterior of every expert present, times the prior."""
+        return product_of_experts(self.experts(batch))
 
     def decode(self, z: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
-        return {"mel": self._mel(z), "pretrained": self.pretrained_decoder(self._style(z))}  # (B, 1, 128, 128), (B, D)
-
-    def embedding(self, mu: torch.Tensor) -> torch.Tensor:
-        return self._style(mu)
+        return {"mel": self.mel_decoder(z), "pretrained": self.pretrained_decoder(z)}  # (B, 1, 128, 128), (B, D)
 
     def _mel_input(self, z: torch.Tensor) -> torch.Tensor:
         """``z`` whose gradient from the mel decoder is scaled by ``mel_weight`` (the value is unchanged)."""
@@ -206,18 +196,16 @@ class MusiCNNVAE(BaseVAE):
             mel = (*self.mel_expert(batch["mel"]), None)
             posteriors = {"joint": product_of_experts([pre, mel]), "mel_only": product_of_experts([mel]),
                           "pretrained_only": product_of_experts([pre])}
-        out["mu_experts"] = posteriors["joint"][0]  # (B, style_dim): what the experts say, before the band code
         for key, (mu, logvar) in posteriors.items():
-            mu, logvar = self._whole(batch["mel"], (mu, logvar))
             z = self.reparameterize(mu, logvar)
             out[f"mu_{key}"], out[f"logvar_{key}"] = mu, logvar
             if key != "pretrained_only":
-                out[f"mel_{key}"] = self._mel(self._mel_input(z))
+                out[f"mel_{key}"] = self.mel_decoder(self._mel_input(z))
             if key != "mel_only":
-                out[f"pretrained_{key}"] = self.pretrained_decoder(self._style(z))
+                out[f"pretrained_{key}"] = self.pretrained_decoder(z)
         out.update(mu=out["mu_joint"], logvar=out["logvar_joint"], mel=out["mel_joint"], pretrained=out["pretrained_joint"])
         if "track_target" in out:  # the whole track's mean, from this segment's joint latent (a second head)
-            out["track"] = self.track_decoder(self._style(self.reparameterize(out["mu"], out["logvar"])))
+            out["track"] = self.track_decoder(self.reparameterize(out["mu"], out["logvar"]))
         return out
 
     def loss_function(self, batch: Batch, outputs: dict[str, torch.Tensor], kl_weight: float = 1.0) -> dict:
@@ -237,8 +225,7 @@ class MusiCNNVAE(BaseVAE):
             terms["recon_track"] = gaussian_nll_sum(outputs["track"], outputs["track_target"]) / n
             loss = loss + self.config.track_weight * terms["recon_track"]
         if "mu_track" in outputs:
-            # the experts' part (the band code is the mel's, not the tagger's): the same as "mu" without a time code
-            terms["contrast"] = info_nce(outputs["mu_experts"], outputs["mu_track"], outputs["same_track"], self.config.contrast_temperature)
+            terms["contrast"] = info_nce(outputs["mu"], outputs["mu_track"], outputs["same_track"], self.config.contrast_temperature)
             loss = loss + self.config.contrast_weight * terms["contrast"]
         return {"loss": loss, **terms}
 

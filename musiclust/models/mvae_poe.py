@@ -4,9 +4,13 @@ posterior is the precision-weighted product of the experts present and a standar
 expert. A track without lyrics is encoded by audio and prior alone, by design, never by a zero
 lyrics vector.
 
-The experts meet on the style part of the latent, on what they add to the audio's band code; the time
-part is the audio's fixed time code alone (lyrics cannot say when a note falls). See
-:mod:`musiclust.models.linear_code`.
+By default the whole latent is the experts' product (``time_dim`` 0). With ``time_dim`` > 0 it splits
+as ConvVAE's does (:mod:`musiclust.models.linear_code`): the experts meet on the style part, on what
+they add to the audio's band code, and the time part is the audio's time code alone (lyrics cannot say
+when a note falls). Measured on 2026-12-05 and not adopted (docs/results/*_split_poe.json, 3 seeds):
+it reconstructs no better than PCA of its latent size (natural 56.4 against 56.7 dB², piano 87.5
+against 86.0) and the band code, outside the product, outweighs the lyrics in the direction tracks are
+clustered on: NMI natural 0.862 -> 0.798, piano 0.730 -> 0.569.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class MVAEPoEConfig(ConvVAEConfig):
     # the same scale. On the default set (k-means NMI over epochs 5-20): 300 -> 0.75-0.78,
     # 1000 -> 0.75-0.81, 3000 -> 0.71-0.77.
     lyrics_weight: float = 1000.0
+    time_dim: Optional[int] = 0  # no time code by default (the module docstring says why)
 
     def __post_init__(self) -> None:
         super().__post_init__()

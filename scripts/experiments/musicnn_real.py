@@ -160,9 +160,6 @@ VARIANTS = {  # MusiCNNVAE configs tried on the selection half
     "contrast100_t0.5": {"mel_expert": False, "mel_weight": 0.0, "contrast_weight": 100.0, "contrast_temperature": 0.5},
     "contrast400_t0.5": {"mel_expert": False, "mel_weight": 0.0, "contrast_weight": 400.0, "contrast_temperature": 0.5},
     "contrast200_t1": {"mel_expert": False, "mel_weight": 0.0, "contrast_weight": 200.0, "contrast_temperature": 1.0},
-    # the shipped model (contrast 200 at 0.5) with half its latent given to the time code, the tagger's
-    # half added to the band code (models/linear_code.py): can it reconstruct below PCA and still cluster?
-    "split16": {"mel_expert": False, "mel_weight": 0.0, "time_dim": 16},
 }
 
 
@@ -239,8 +236,6 @@ def select(args) -> None:
         for name, cfg in variants.items():
             shape = {"latent_dim": 32, "n_mels": table.config.n_mels, "frames": table.config.segment_frames}
             model = build_model("musicnn_vae", {**shape, **cfg}, seed=seed)
-            if model.code is not None:
-                model.code.fit([prep.segments[i] for i in prep.train_rows], seed)
             started = time.perf_counter()
             result = fit(model, prep.data(prep.train_rows), prep.data(prep.val_rows), TrainConfig(seed=seed, epochs=args.epochs))
             seconds = time.perf_counter() - started
