@@ -10,24 +10,31 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-# The most isolated point of the map, in page pixels, with its track id and title (from customdata):
-# pixels from the decoded arrays in gd._fullData and the axes' l2p, avoiding the top toolbar strip.
+# The most isolated point of the map that the mouse can reach, in page pixels, with its track id and
+# title (from customdata): pixels from the decoded arrays in gd._fullData and the axes' l2p. Null while
+# the chart is undrawn, or while none of its points is in the window (the chart is then scrolled to).
 POINT_JS = """(sel) => {
     const gd = document.querySelector(sel);
     if (!gd || !gd._fullData || !gd._fullLayout.xaxis) return null;
     const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, rect = gd.getBoundingClientRect();
-    const pts = [];
+    // only points the mouse can reach: inside the plot area, below the mode bar, and inside the window
+    // (a point below the viewport's edge takes no hover however often it is pointed at)
+    const top = Math.max(rect.top + 60, 5), bottom = Math.min(rect.top + ya._offset + ya._length, window.innerHeight - 5);
+    const left = Math.max(rect.left + xa._offset, 5), right = Math.min(rect.left + xa._offset + xa._length, window.innerWidth - 5);
+    const all = [], pts = [];
     for (const t of gd._fullData) {
         if (!t.customdata) continue;
-        for (let i = 0; i < t.x.length && pts.length < 2000; i++) {
+        for (let i = 0; i < t.x.length && all.length < 2000; i++) {
             const px = rect.left + xa._offset + xa.l2p(t.x[i]), py = rect.top + ya._offset + ya.l2p(t.y[i]);
-            if (py - rect.top > 60) pts.push({px, py, id: t.customdata[i][0], title: t.customdata[i][1]});
+            all.push({px, py, id: t.customdata[i][0], title: t.customdata[i][1]});
         }
     }
+    for (const p of all) if (p.px > left && p.px < right && p.py > top && p.py < bottom) pts.push(p);
+    if (all.length && !pts.length) { gd.scrollIntoView({block: "center"}); return null; }  // point again once in view
     let best = null, bestGap = -1;
     for (const p of pts) {
         let gap = Infinity;
-        for (const q of pts) if (q !== p) gap = Math.min(gap, Math.hypot(p.px - q.px, p.py - q.py));
+        for (const q of all) if (q !== p) gap = Math.min(gap, Math.hypot(p.px - q.px, p.py - q.py));
         if (gap > bestGap) { bestGap = gap; best = p; }
     }
     return best;
