@@ -13,6 +13,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.colors import sequential
 from plotly.subplots import make_subplots
 
 from musiclust.config import FeatureConfig
@@ -20,7 +21,10 @@ from musiclust.service import KChoice, MetricsTable, ModelInfo, Morph, Reconstru
 from musiclust.serving.figures import colour_for
 from musiclust.serving.vega import mel_ticks
 
-MEL_COLOURSCALE = "Magma"
+# Magma with its first stop written #000000: the browser's Plotly draws Magma's own #000004 (near black) as
+# pink, a pink strip at the bottom of every colour bar and wherever a spectrogram is at its floor (seen in
+# headless Chromium with and without Streamlit's theme; #000000 draws black).
+MEL_COLOURSCALE = ["#000000", *sequential.Magma[1:]]
 KIND_COLOUR = {"baseline": "#BAB0AC", "model": "#4C78A8", "conditioned": "#E45756"}
 METRIC_LABELS = {
     "silhouette": "Silhouette", "calinski_harabasz": "Calinski-Harabasz", "davies_bouldin": "Davies-Bouldin",

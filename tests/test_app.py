@@ -275,6 +275,20 @@ def test_map_figure_is_one_trace_per_colour_and_fast_at_10000_points():
     assert {t.type for t in at_threshold.data} == {"scattergl"}
 
 
+def test_spectrograms_floor_is_drawn_black():
+    """Plotly in the browser draws Magma's first stop, #000004, pink: a spectrogram's quietest bands and the
+    foot of its colour bar came out pink (seen in headless Chromium). The app writes it #000000."""
+    import numpy as np
+    from plotly.colors import sequential
+
+    from musiclust.config import FeatureConfig
+    from musiclust_app import figures
+
+    fig = figures.mel_figure(np.random.default_rng(0).normal(-30, 10, (128, 64)), FeatureConfig())
+    stops = [colour for _, colour in fig.data[0].colorscale]
+    assert stops[0] == "#000000" and stops[1:] == list(sequential.Magma[1:])
+
+
 def test_playlists_are_m3u_and_csv_with_absolute_paths(tmp_path):
     import pandas as pd
 
