@@ -128,3 +128,26 @@ def test_summarize_mean_and_std():
     assert table.loc["m", "nmi"] == pytest.approx(0.3)
     assert table.loc["m", "nmi_std"] == pytest.approx(0.1)
     assert table.loc["m", "seeds"] == 2
+
+
+def test_clusters_are_numbered_by_their_first_track_whatever_k_means_called_them(real_table):
+    """One partition gets one numbering: k-means' own numbers follow its initialisation, so the same clusters
+    found after a last-bit change (another CPU's kernels, docs/results/kernels.json) came out renumbered."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from musiclust.analysis.clustering import Standardizer, cluster, numbered_in_track_order
+
+    x = Standardizer.fit(real_table.mfcc_stats)(real_table.mfcc_stats)
+    labels, centres = cluster(x, 4, seed=0)
+    appearing = labels[np.sort(np.unique(labels, return_index=True)[1])]  # each cluster at its first track
+    assert appearing.tolist() == [0, 1, 2, 3], "cluster c is the c-th to appear in track order"
+    assert np.allclose(centres, np.stack([x[labels == c].mean(axis=0) for c in range(4)]), atol=1e-4), "centres follow their clusters"
+    for seed in range(1, 6):  # another name for each cluster: renumbered, the same labels and centres
+        perm = np.random.default_rng(seed).permutation(4)
+        renamed, moved = numbered_in_track_order(perm[labels], centres[np.argsort(perm)])
+        assert np.array_equal(renamed, labels) and np.array_equal(moved, centres)
+    same = [s for s in range(1, 6) if adjusted_rand_score(labels, cluster(x, 4, seed=s)[0]) == 1.0]
+    assert same, "some other seed finds the same partition"
+    assert all(np.array_equal(cluster(x, 4, seed=s)[0], labels) for s in same), "and numbers it the same"
+    with_empty, kept = numbered_in_track_order(np.array([2, 2, 0]), np.array([[0.0], [1.0], [2.0]]))
+    assert with_empty.tolist() == [0, 0, 1] and kept[:, 0].tolist() == [2.0, 0.0, 1.0], "a cluster without members goes last"
