@@ -8,7 +8,7 @@ once as the machine is (``native``) and once with the AVX2 paths forced (``avx2`
 machine of the same kind runs), each in its own process, on the same data and seed. Compared: every
 score of every model, the cluster labels, the weights and the map.
 
-    python scripts/experiments/kernels.py --data default --models all --seed 0
+    python scripts/experiments/kernels.py --data default --models all --seeds 3
 """
 
 from __future__ import annotations
@@ -82,22 +82,23 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="default")
     parser.add_argument("--models", default="all")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1, each trained with both kernel sets")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "results" / "kernels.json")
     args = parser.parse_args(argv)
-    record = {**provenance(), "what": __doc__.split("\n\n")[0], "data": args.data, "seed": args.seed, "kernels": {}}
-    with tempfile.TemporaryDirectory() as tmp:
-        folders = {}
-        for name, kernels in KERNELS.items():
-            folders[name], seconds = train(kernels, args.data, args.models, args.seed, Path(tmp) / name)
-            record["kernels"][name] = {"environment": kernels, "torch_cpu_capability": capability(kernels),
-                                       "train_seconds": seconds}
-            print(name, record["kernels"][name], file=sys.stderr, flush=True)
-        record["models"] = compare(folders["native"], folders["avx2"])
-    for model, entry in record["models"].items():
-        print(f"{model:18s} largest score difference {entry['largest_score_difference']:.2e}"
-              + (f", partition ARI {entry['partition_ari']:.3f}, labels identical {entry['labels_identical']}, "
-                 f"weights identical {entry['weights_identical']}" if "partition_ari" in entry else ""))
+    record = {**provenance(), "what": __doc__.split("\n\n")[0], "data": args.data,
+              "kernels": {name: {"environment": k, "torch_cpu_capability": capability(k)} for name, k in KERNELS.items()},
+              "seeds": {}}
+    for seed in range(args.seeds):
+        with tempfile.TemporaryDirectory() as tmp:
+            folders, seconds = {}, {}
+            for name, kernels in KERNELS.items():
+                folders[name], seconds[name] = train(kernels, args.data, args.models, seed, Path(tmp) / name)
+            models = compare(folders["native"], folders["avx2"])
+        record["seeds"][str(seed)] = {"train_seconds": seconds, "models": models}
+        for model, entry in models.items():
+            print(f"seed {seed} {model:18s} largest score difference {entry['largest_score_difference']:.2e}"
+                  + (f", partition ARI {entry['partition_ari']:.3f}, labels identical {entry['labels_identical']}, "
+                     f"weights identical {entry['weights_identical']}" if "partition_ari" in entry else ""), flush=True)
     write_results(args.out, record)
     return 0
 
