@@ -123,6 +123,9 @@ def main(argv=None) -> int:
     from musiclust.pipeline import Settings, prepare
     from musiclust.store.table import featurize
 
+    from musiclust.models import registry
+
+    registry.NETWORKS_BY_CLASS[ExpertsEmbedded] = "mvae_poe"  # fit() names what it trains: a variant of mvae_poe
     variants = args.variants.split(",")
     record = {**provenance(), "what": __doc__.split("\n\n")[0], "data": args.data, "pieces_seed": PIECES_SEED}
     started = time.perf_counter()
