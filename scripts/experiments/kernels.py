@@ -29,7 +29,8 @@ from provenance import REPO, provenance, write_results  # noqa: E402
 
 # What an AVX2 machine's libraries run, forced here before torch loads (each library's documented switch).
 AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2", "OPENBLAS_CORETYPE": "Haswell"}
-KERNELS = {"native": {}, "avx2": AVX2}
+# The AVX2 set without oneDNN's switch: the recipe docs/results.md tried across two machines on 2026-12-04.
+KERNELS = {"native": {}, "avx2": AVX2, "avx2_but_onednn": {k: v for k, v in AVX2.items() if k != "ONEDNN_MAX_CPU_ISA"}}
 SCORES = ("nmi", "ari", "purity", "silhouette", "calinski_harabasz", "davies_bouldin", "stability",
           "reconstruction_mse_db", "heldout_nmi", "heldout_ari")
 
@@ -83,17 +84,20 @@ def main(argv=None) -> int:
     parser.add_argument("--data", default="default")
     parser.add_argument("--models", default="all")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1, each trained with both kernel sets")
+    parser.add_argument("--compare", default="native,avx2", help="the two kernel sets compared: " + ", ".join(KERNELS))
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "results" / "kernels.json")
     args = parser.parse_args(argv)
-    record = {**provenance(), "what": __doc__.split("\n\n")[0], "data": args.data,
-              "kernels": {name: {"environment": k, "torch_cpu_capability": capability(k)} for name, k in KERNELS.items()},
+    first, second = args.compare.split(",")
+    record = {**provenance(), "what": __doc__.split("\n\n")[0], "data": args.data, "compared": [first, second],
+              "kernels": {name: {"environment": KERNELS[name], "torch_cpu_capability": capability(KERNELS[name])}
+                          for name in (first, second)},
               "seeds": {}}
     for seed in range(args.seeds):
         with tempfile.TemporaryDirectory() as tmp:
             folders, seconds = {}, {}
-            for name, kernels in KERNELS.items():
-                folders[name], seconds[name] = train(kernels, args.data, args.models, seed, Path(tmp) / name)
-            models = compare(folders["native"], folders["avx2"])
+            for name in (first, second):
+                folders[name], seconds[name] = train(KERNELS[name], args.data, args.models, seed, Path(tmp) / name)
+            models = compare(folders[first], folders[second])
         record["seeds"][str(seed)] = {"train_seconds": seconds, "models": models}
         for model, entry in models.items():
             print(f"seed {seed} {model:18s} largest score difference {entry['largest_score_difference']:.2e}"
