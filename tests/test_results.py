@@ -66,6 +66,24 @@ def test_a_results_file_records_where_and_how_it_was_measured(record, tmp_path):
     assert len(saved["per_seed"]) == 10
 
 
+def test_a_results_file_names_the_kernel_switches_a_run_was_given(monkeypatch, tmp_path):
+    """A run made with a library forced to older code (scripts/experiments/kernels.py) says so: on this
+    machine that alone moved a seed's NMI by up to 0.07 (docs/results/kernels.json)."""
+    from musiclust.analysis.results import KERNEL_SWITCHES
+
+    for name in KERNEL_SWITCHES:
+        monkeypatch.delenv(name, raising=False)
+    data = DataSummary("tests/folder", tracks=10, groups=3, with_lyrics=0, fingerprint="f" * 16)
+    plain = build_record([_row("alpha", 0, 0.5)], name="plain", data=data, seeds=[0], k=3, settings={}, command="x", seconds=1.0)
+    assert "switches" not in plain["machine"].get("kernels", {}) and "MKL_CBWR" not in render_table(plain)
+    monkeypatch.setenv("MKL_CBWR", "AVX2")
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    forced = build_record([_row("alpha", 0, 0.5)], name="forced", data=data, seeds=[0], k=3, settings={}, command="x", seconds=1.0)
+    assert forced["machine"]["kernels"]["switches"] == {"MKL_CBWR": "AVX2", "OPENBLAS_CORETYPE": "Haswell"}
+    saved = load_results("forced", save_results(forced, tmp_path).parent)
+    assert "MKL_CBWR=AVX2, OPENBLAS_CORETYPE=Haswell" in render_table(saved)
+
+
 def test_rendering_a_results_file_gives_the_expected_table(record):
     text = render_table(record)
     head, blank, *table = text.split("\n")

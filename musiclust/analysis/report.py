@@ -127,7 +127,8 @@ def provenance(record: dict, short: bool = False) -> str:
     if kernels:  # which CPU kernels the math libraries picked (they can change a seed's scores)
         load += "; kernels: " + ", ".join(
             [f"OpenBLAS {a}" for a in kernels.get("openblas", [])]
-            + ([f"torch {kernels['torch_cpu_capability']}"] if kernels.get("torch_cpu_capability") else []))
+            + ([f"torch {kernels['torch_cpu_capability']}"] if kernels.get("torch_cpu_capability") else [])
+            + [f"{name}={value}" for name, value in (kernels.get("switches") or {}).items()])
     run = f"`{record['command']}`"
     if record.get("seconds"):
         run += f", {record['seconds'] / 60:.1f} min"

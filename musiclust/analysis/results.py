@@ -131,11 +131,20 @@ def machine_info(load_at_start: Optional[Sequence[float]] = None) -> dict:
     return info
 
 
+# Each math library's documented switch to its code for an older instruction set. Set before the run,
+# they make this machine compute as a machine with that set does (scripts/experiments/kernels.py).
+KERNEL_SWITCHES = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "OPENBLAS_CORETYPE")
+
+
 def math_kernels() -> dict:
     """The CPU kernels the math libraries picked on this machine: the same seed can score differently
-    on two machines because of them (docs/results.md), so a results file names them. OpenBLAS's kernel
-    set (NumPy, SciPy, scikit-learn), and torch's CPU capability when the run imported torch."""
+    on two machines because of them (docs/results.md, ``kernels.json``), so a results file names them.
+    OpenBLAS's kernel set (NumPy, SciPy, scikit-learn), torch's CPU capability when the run imported
+    torch, and the switches of :data:`KERNEL_SWITCHES` that were set."""
     kernels = {}
+    switches = {name: os.environ[name] for name in KERNEL_SWITCHES if os.environ.get(name)}
+    if switches:
+        kernels["switches"] = switches
     try:
         from threadpoolctl import threadpool_info
 
