@@ -23,8 +23,11 @@ Guaranteed, and tested in separate processes with different ``OMP_NUM_THREADS``
 embeddings, clusters, map and scores. Not guaranteed: the same bits on another CPU instruction set.
 torch picks AVX2 or AVX-512 kernels at run time (MKL and oneDNN pick their own code paths), and they
 round differently: on the AVX2 development machine, ``ATEN_CPU_CAPABILITY=default`` gave other trained
-weights than the AVX2 kernels (same scores after 2 epochs). Pinning that needs environment variables
-set before torch runs its first op, which a library cannot do for its caller.
+weights than the AVX2 kernels (same scores after 2 epochs). On an AVX-512 machine, forcing the AVX2 code
+of torch, MKL, oneDNN and OpenBLAS gave other weights for every model and moved a seed's NMI by up to
+0.07 (``scripts/experiments/kernels.py``, docs/results/kernels.json). Pinning that needs environment
+variables set before torch runs its first op, which a library cannot do for its caller; a results file
+records the ones that were set (:func:`musiclust.analysis.results.math_kernels`).
 """
 
 from __future__ import annotations
