@@ -132,8 +132,8 @@ def test_upload_shows_its_cluster(server, page, real_clip_paths, trained_checkpo
     assert f"lands in cluster {expected.cluster}," in success.inner_text()
     assert values[1].strip() == f"{expected.distance_to_centre:.2f}", "the distance to the centre is the service's"
     print(f"analysis time shown by the page: {values[-1].strip()}")
-    # five neighbours and the cluster's typical track. Waited for, not counted at once: on a loaded machine the
-    # page can be caught idle between a run that a rerun request cut short and the run that follows it
+    # five neighbours and the cluster's typical track. Waited for, not counted at once: a player mounts its
+    # stAudio element after the run has ended (seen under load: 0 at idle, all 6 half a second later)
     page.locator("[data-testid='stAudio']").nth(5).wait_for(timeout=HANG_MS)
     wait_idle(page)
     assert_no_exception(page)
