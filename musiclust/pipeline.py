@@ -156,7 +156,7 @@ def train_model(
     started = time.perf_counter()
     if reuse is not None:
         model, history = reuse.model, reuse.meta.get("history", [])
-        fit_meta = {k: reuse.meta.get(k) for k in ("best_epoch", "start_val_loss", "stopped_early", "train_seconds")}
+        fit_meta = {k: reuse.meta.get(k) for k in ("best_epoch", "stopped_early", "train_seconds")}
     else:
         if spec.needs_pretrained:
             attach_pretrained(prep)
@@ -177,8 +177,7 @@ def train_model(
             should_stop=should_stop,
         )
         history = result.history
-        fit_meta = {"best_epoch": result.best_epoch, "start_val_loss": result.start_val_loss,
-                    "stopped_early": result.stopped_early, "train_seconds": result.seconds}
+        fit_meta = {"best_epoch": result.best_epoch, "stopped_early": result.stopped_early, "train_seconds": result.seconds}
     with reproducible(s.seed):  # embedding, clusters, map and scores: the same bits on any core count
         fusion = _fit_fusion(prep, model, spec, reuse) if spec.fits_lyrics_join(inputs) else None
         bundle = _finish(spec, model, prep, fusion)

@@ -23,9 +23,7 @@ from musiclust_app.components import (  # noqa: F401
 from musiclust_app.navigation import page_context, page_model, route, run  # noqa: F401
 from musiclust_app.sidebar import load_model, require_model, require_trained  # noqa: F401
 from musiclust_app.state import warm_model  # noqa: F401
-from musiclust_app.text import (  # noqa: F401
-    TRAIN_COMMAND, dataset_label, describe_label, file_digest, kept_weights_caption, md, track_line,
-)
+from musiclust_app.text import TRAIN_COMMAND, dataset_label, describe_label, file_digest, md, track_line  # noqa: F401
 
 _FIGURES = (  # musiclust_app.figures' names, imported on first use (PEP 562)
     "METRIC_LABELS", "contingency_figure", "contingency_height", "k_sweep_figure", "mel_figure", "metric_figure",

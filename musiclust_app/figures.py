@@ -138,8 +138,7 @@ def log_scale(history: pd.DataFrame) -> bool:
 
 def training_curves_figure(model: ModelInfo, height: int) -> Optional[go.Figure]:
     """Training (solid) and validation (dotted) losses per epoch, the total shown and the terms one click
-    away; a green line at the epoch whose weights were kept (across the chart at the untrained network's
-    validation loss when no epoch beat it). ``None`` without a recorded history."""
+    away; a green line at the epoch whose weights were kept. ``None`` without a recorded history."""
     history = pd.DataFrame(model.history)
     if history.empty or "epoch" not in history:
         return None
@@ -157,8 +156,6 @@ def training_curves_figure(model: ModelInfo, height: int) -> Optional[go.Figure]
         ))
     if model.best_epoch:
         fig.add_vline(x=model.best_epoch, line=dict(color="#54A24B", dash="dash"))
-    elif model.best_epoch == 0 and model.start_val_loss is not None:  # no epoch beat the untrained codes
-        fig.add_hline(y=model.start_val_loss, line=dict(color="#54A24B", dash="dash"))
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=10, b=10),
                       xaxis=dict(title="epoch", dtick=max(1, math.ceil(len(history) / 10))),
                       yaxis=dict(title="loss", type="log" if log_scale(history) else "linear"), legend=dict(font=dict(size=10)))

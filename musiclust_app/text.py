@@ -54,16 +54,6 @@ def describe_label(label: DecoderLabel, model: str) -> str:
     return f"“{md(label.name)}”, the majority group of cluster {label.cluster}, where {md(model)} places your upload"
 
 
-def kept_weights_caption(model) -> str:
-    """What the training curves' green dashes mark (a :class:`~musiclust.service.ModelInfo`)."""
-    if model.best_epoch:
-        return f"; green dashes: epoch {model.best_epoch}, whose weights were kept"
-    if model.best_epoch == 0 and model.start_val_loss is not None:
-        return ("; green dashes: the untrained network's validation loss (its linear codes), which no epoch beat, "
-                "so the untrained network was kept")
-    return ""
-
-
 def file_digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

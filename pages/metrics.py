@@ -136,5 +136,5 @@ for tab, name in zip(st.tabs(ctx.models), ctx.models):
             else:
                 st.plotly_chart(curves, key=f"curves_{name}")
                 st.caption("Solid: training; dotted: validation" + (" (log scale)" if curves.layout.yaxis.type == "log" else "")
-                           + ui.kept_weights_caption(model)
+                           + (f"; green dashes: epoch {model.best_epoch}, whose weights were kept" if model.best_epoch else "")
                            + ". Click a legend entry to show a loss term.")

@@ -108,14 +108,6 @@ class BaseVAE(nn.Module, ABC):
         ``batch`` is passed for conditioning inputs (the label); its ``"mel"`` is never read here.
         """
 
-    @property
-    def starts_as_code(self) -> bool:
-        """True when the untrained network is already a model: a linear code fitted on the training tracks
-        (models/linear_code.py). Training then has to beat it on the validation loss to be kept
-        (:func:`musiclust.models.training.fit`): on real recordings it did not (docs/results.md)."""
-        code = getattr(self, "code", None)
-        return code is not None and code.fitted
-
     def reparameterize(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         """A sample of ``N(mu, exp(logvar))`` while training; ``mu`` itself in eval mode.
 

@@ -88,11 +88,6 @@ class BasicVAE(BaseVAE):
         head.bias[self.config.latent_dim:].fill_(LOGVAR_START)
         out.weight.zero_()
         out.bias.zero_()
-        self._code_fitted = True
-
-    @property
-    def starts_as_code(self) -> bool:
-        return getattr(self, "_code_fitted", False)
 
     def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.encoder(batch["mel"]).chunk(2, dim=1)  # (B, latent_dim) each

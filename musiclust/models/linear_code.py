@@ -62,7 +62,6 @@ class SplitCode(nn.Module):
         self.register_buffer("time_basis", torch.zeros(time_dim, n_mels * frames))  # (time_dim, n_mels * frames)
         self.register_buffer("time_scale", torch.ones(time_dim))  # (time_dim,)
         self.time_logvar = nn.Parameter(torch.full((time_dim,), LOGVAR_START))
-        self.fitted = False  # set by fit; not saved (a loaded network is not trained again)
 
     @reproducible()  # randomized PCA's BLAS pinned, as SegmentPCA's
     def fit(self, segments: Sequence[np.ndarray], seed: int) -> "SplitCode":
@@ -84,7 +83,6 @@ class SplitCode(nn.Module):
                 # Floored, as BasicVAE's code: on a handful of tracks the last components fit noise with a
                 # variance near 0, and whitening a new track by it blows its code up.
                 scale[:n].copy_(torch.as_tensor(np.sqrt(np.maximum(pca.explained_variance_, VARIANCE_FLOOR)), dtype=torch.float32))
-        self.fitted = True
         return self
 
     def band(self, mel: torch.Tensor) -> torch.Tensor:

@@ -121,10 +121,7 @@ class SegmentData:
 @dataclass
 class FitResult:
     history: list[dict] = field(default_factory=list)  # per epoch: epoch, kl_weight, train_*, val_* terms, seconds
-    # 1-based epoch whose weights the model holds; 0 when no epoch beat the untrained network on the
-    # validation loss (only a network that starts as a fitted code competes: BaseVAE.starts_as_code)
-    best_epoch: int = 0
-    start_val_loss: Optional[float] = None  # that network's validation loss, when it competed
+    best_epoch: int = 0  # 1-based epoch whose weights the model holds
     seconds: float = 0.0
     stopped_early: bool = False
 
@@ -139,10 +136,7 @@ def fit(
 ) -> FitResult:
     """Train ``model`` in place and return what happened.
 
-    Without ``val_data`` there is no early stopping and the last epoch's weights are kept. With it, the
-    weights of the epoch with the lowest validation loss are kept; a network that starts as a fitted
-    linear code (``model.starts_as_code``) competes as epoch 0, so training never leaves a model worse on
-    validation than the codes it started from (on real recordings no epoch beat them). The same
+    Without ``val_data`` there is no early stopping and the last epoch's weights are kept. The same
     model initial weights, data and ``config`` give bit-identical weights in any process on the same kind
     of CPU, whatever its core count or ``OMP_NUM_THREADS`` (:mod:`musiclust.determinism`; with
     ``num_threads = 0`` the count, and so the bits, follow the machine). Raises
@@ -182,9 +176,6 @@ def _fit(model, name, train_data, val_data, config, progress, should_stop) -> Fi
     warmup_steps = config.beta_warmup_epochs * n_batches
     result = FitResult()
     best_loss, best_state, bad_epochs, step = math.inf, None, 0, 0
-    if val_data is not None and model.starts_as_code:  # the codes are a model: training must beat them
-        result.start_val_loss = evaluate(model, val_data, config.batch_size, val_segments)["loss"]
-        best_loss, best_state = result.start_val_loss, copy.deepcopy(model.state_dict())
     for epoch in range(1, config.epochs + 1):
         model.train()
         tracks, segs = train_data.sample_segments(config.segments_per_track_per_epoch, rng)

@@ -62,8 +62,7 @@ class ModelInfo:
     fallback_reason: Optional[str] = None  # why the newest version could not be loaded (the previous one is in use)
     metrics: dict = field(default_factory=dict)  # this checkpoint's one-seed scores
     history: list = field(default_factory=list)  # one dict per epoch: train_* and val_* losses
-    best_epoch: Optional[int] = None  # the epoch whose weights were kept; 0: none beat the untrained network
-    start_val_loss: Optional[float] = None  # that untrained network's validation loss, when it competed
+    best_epoch: Optional[int] = None  # the epoch whose weights were kept
 
     @property
     def segment_seconds(self) -> float:
@@ -87,8 +86,7 @@ def model_info(bundle: ModelBundle, version: str) -> ModelInfo:
         fallback_reason=meta.get("fallback_reason") or None,
         metrics=dict(meta.get("metrics") or {}),
         history=list(meta.get("history") or []),
-        best_epoch=meta.get("best_epoch"),
-        start_val_loss=meta.get("start_val_loss"),
+        best_epoch=meta.get("best_epoch") or None,
     )
 
 
