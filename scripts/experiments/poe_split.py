@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from provenance import REPO, one_thread, provenance, write_results  # noqa: E402
+from provenance import REPO, mean_std, one_thread, provenance, seeded_splits, write_results  # noqa: E402
 
 from musiclust.models.mvae_poe import MVAEPoE  # noqa: E402
 
@@ -118,9 +118,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     one_thread()
     torch.set_num_threads(1)
-    from musiclust.analysis.baselines import pca_reconstruction_mse_db
     from musiclust.data.collection import load_collection
-    from musiclust.pipeline import Settings, prepare
     from musiclust.store.table import featurize
 
     from musiclust.models import registry
@@ -132,9 +130,7 @@ def main(argv=None) -> int:
     table = featurize(load_collection(args.data, groups="auto"), jobs=2)
     pieces = selection_pieces(table.label_indices())
     rows = []
-    for seed in range(args.seeds):
-        prep = prepare(table, Settings(seed=seed))
-        pca = pca_reconstruction_mse_db(prep.segment_pca(), table, prep.normalizer, prep.val_rows, prep.segments)
+    for seed, prep, pca in seeded_splits(table, args.seeds):
         for variant in variants:
             rows.append({"seed": seed, "pca_reconstruction_mse_db": pca, **run_variant(variant, prep, pieces)})
             print(rows[-1], file=sys.stderr, flush=True)
@@ -142,9 +138,7 @@ def main(argv=None) -> int:
             "pca_reconstruction_mse_db")
     record.update(
         tracks=len(table), selection_tracks=int(pieces.sum()), k=int(prep.k), per_seed=rows,
-        summary={v: {k: {"mean": float(np.mean([r[k] for r in rows if r["variant"] == v])),
-                         "std": float(np.std([r[k] for r in rows if r["variant"] == v]))} for k in keys}
-                 for v in variants},
+        summary={v: {k: mean_std([r[k] for r in rows if r["variant"] == v]) for k in keys} for v in variants},
         verdict=verdict(rows, variants), seconds=time.perf_counter() - started,
     )
     for v, s in record["summary"].items():

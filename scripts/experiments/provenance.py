@@ -51,3 +51,22 @@ def one_thread() -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
+
+
+def mean_std(values) -> dict:
+    """``{"mean", "std"}`` of a result over seeds, as every results file's summary gives it."""
+    import numpy as np
+
+    return {"mean": float(np.mean(values)), "std": float(np.std(values))}
+
+
+def seeded_splits(table, seeds: int):
+    """``(seed, prep, pca_mse_db)`` for seeds 0 .. ``seeds`` - 1: the pipeline's split of ``table`` for that
+    seed and the held-out reconstruction error of PCA of the latent's size on it, the reference every
+    model's error is read against."""
+    from musiclust.analysis.baselines import pca_reconstruction_mse_db
+    from musiclust.pipeline import Settings, prepare
+
+    for seed in range(seeds):
+        prep = prepare(table, Settings(seed=seed))
+        yield seed, prep, pca_reconstruction_mse_db(prep.segment_pca(), table, prep.normalizer, prep.val_rows, prep.segments)

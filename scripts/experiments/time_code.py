@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from provenance import REPO, one_thread, provenance, write_results  # noqa: E402
+from provenance import REPO, mean_std, one_thread, provenance, seeded_splits, write_results  # noqa: E402
 
 from musiclust.models.conv_vae import ConvDecoder, ConvEncoder, ConvVAE  # noqa: E402
 
@@ -176,9 +176,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     one_thread()
     torch.set_num_threads(1)
-    from musiclust.analysis.baselines import pca_reconstruction_mse_db
     from musiclust.data.collection import load_collection
-    from musiclust.pipeline import Settings, prepare
     from musiclust.store.table import featurize
 
     from musiclust.models import registry
@@ -190,18 +188,12 @@ def main(argv=None) -> int:
     for spec_ in args.data:
         table = featurize(load_collection(spec_, groups="auto"), jobs=2)
         rows = []
-        for seed in range(args.seeds):
-            prep = prepare(table, Settings(seed=seed))
-            pca = pca_reconstruction_mse_db(prep.segment_pca(), table, prep.normalizer, prep.val_rows, prep.segments)
+        for seed, prep, pca in seeded_splits(table, args.seeds):
             for variant in variants:
                 rows.append({"seed": seed, "pca_reconstruction_mse_db": pca, **run_variant(variant, prep)})
                 print(spec_, rows[-1], file=sys.stderr, flush=True)
-        summary = {
-            v: {key: {"mean": float(np.mean([r[key] for r in rows if r["variant"] == v])),
-                      "std": float(np.std([r[key] for r in rows if r["variant"] == v]))}
-                for key in ("nmi", "ari", "reconstruction_mse_db", "pca_reconstruction_mse_db")}
-            for v in variants
-        }
+        summary = {v: {key: mean_std([r[key] for r in rows if r["variant"] == v])
+                       for key in ("nmi", "ari", "reconstruction_mse_db", "pca_reconstruction_mse_db")} for v in variants}
         record["sets"][spec_] = {"tracks": len(table), "k": int(prep.k), "per_seed": rows, "summary": summary}
     record["seconds"] = time.perf_counter() - started
     write_results(args.out, record)

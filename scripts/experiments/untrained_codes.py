@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from provenance import REPO, one_thread, provenance, write_results  # noqa: E402
+from provenance import REPO, mean_std, one_thread, provenance, seeded_splits, write_results  # noqa: E402
 
 MODEL = "conv_vae"
 KEYS = ("nmi", "ari", "reconstruction_mse_db")
@@ -61,9 +61,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     one_thread()
     torch.set_num_threads(1)
-    from musiclust.analysis.baselines import pca_reconstruction_mse_db
     from musiclust.data.collection import load_collection
-    from musiclust.pipeline import Settings, prepare
     from musiclust.store.table import featurize
 
     record = {**provenance(), "what": __doc__.split("\n\n")[0], "model": MODEL, "sets": {}}
@@ -71,13 +69,10 @@ def main(argv=None) -> int:
     for data in args.data:
         table = featurize(load_collection(data, groups="auto"), jobs=2)
         rows = []
-        for seed in range(args.seeds):
-            prep = prepare(table, Settings(seed=seed))
-            pca = pca_reconstruction_mse_db(prep.segment_pca(), table, prep.normalizer, prep.val_rows, prep.segments)
+        for seed, prep, pca in seeded_splits(table, args.seeds):
             rows.append({"seed": seed, "pca_reconstruction_mse_db": pca, "untrained": untrained(prep), "trained": trained(prep)})
             print(data, rows[-1], file=sys.stderr, flush=True)
-        summary = {state: {k: {"mean": float(np.mean([r[state][k] for r in rows])), "std": float(np.std([r[state][k] for r in rows]))}
-                           for k in KEYS} for state in ("untrained", "trained")}
+        summary = {state: {k: mean_std([r[state][k] for r in rows]) for k in KEYS} for state in ("untrained", "trained")}
         summary["pca_reconstruction_mse_db"] = float(np.mean([r["pca_reconstruction_mse_db"] for r in rows]))
         record["sets"][data] = {"tracks": len(table), "k": int(prep.k), "per_seed": rows, "summary": summary}
         print(data, summary, flush=True)
