@@ -10,7 +10,8 @@ runs until the complete answer is shown:
 * every audio player loaded, at least ``MIN_PLAYERS`` (the neighbours'): ``readyState >= 2`` (it can play),
   or metadata loaded and the browser done fetching what its ``preload`` asks for; a player that is
   ``preload="none"`` loads on demand (counted, not waited for) and a player in error counts as failed;
-* the app idle with nothing stale.
+* the app settled: idle, nothing stale, and no element still fetching its code (``bench.browser.SETTLED``:
+  a fresh page's players mount after the app reads idle, once the player's code has loaded).
 
 The clock starts once the page before the upload is complete, as a person sees it before choosing a file:
 its uploader shown, the app idle, and every chart it draws before a file is given drawn (today it draws
@@ -38,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from bench.browser import IDLE, app_env, chromium, page_errors, server, wait_rendered
+from bench.browser import SETTLED, app_env, chromium, page_errors, server, wait_rendered
 from bench.common import REPO, Log, Worker, goal, make_variants, ratio, summary
 
 GOAL_P95_S = 1.0
@@ -50,13 +51,20 @@ UPLOADER = "[data-testid='stFileUploaderDropzoneInput']"
 CHART = "[data-testid='stVegaLiteChart'], [data-testid='stPlotlyChart']"
 CHART_DRAWN = ".vega-embed canvas, .vega-embed svg.marks, .js-plotly-plot .main-svg"
 
+# Every player's state, as the report counts them.
+PLAYER_STATES = """() => [...document.querySelectorAll("audio[data-testid='stAudio'], [data-testid='stAudio'] audio")].map(a => ({
+  readyState: a.readyState, networkState: a.networkState, preload: a.preload, error: a.error ? a.error.code : null,
+  bytes: a.src && a.src.startsWith("data:") ? a.src.length : null}))"""
+
 # The answer's parts, each checked on every animation frame from the upload on; the last time each
 # became true is recorded (window.__answer, ms from the upload), and "all" is the complete answer:
 # "alert" the success alert naming the file; "charts" every chart drawn, at least one; "players" every player
-# loaded (as below), at least minPlayers; "idle" the app idle with nothing stale.
-ANSWER_PARTS = """([name, minPlayers, idle, chart, drawn]) => {
+# loaded (as below), at least minPlayers; "idle" the app settled (bench.browser.SETTLED). The players' states
+# are kept from the frame the answer became complete (window.__players), so what is reported is what was judged.
+ANSWER_PARTS = """([name, minPlayers, chart, drawn]) => {
   const t0 = performance.now(), marks = {};
   window.__answer = marks;
+  window.__players = null;
   const parts = () => {
     const charts = [...document.querySelectorAll(chart)];
     const players = [...document.querySelectorAll("audio[data-testid='stAudio'], [data-testid='stAudio'] audio")];
@@ -65,9 +73,10 @@ ANSWER_PARTS = """([name, minPlayers, idle, chart, drawn]) => {
       charts: charts.length > 0 && charts.every(c => c.querySelector(drawn)),
       players: players.length >= minPlayers && players.every(
         a => a.preload === "none" || a.error || a.readyState >= 2 || (a.readyState >= 1 && a.networkState !== 2)),
-      idle: !!document.querySelector(idle) && !document.querySelector("[data-stale='true']"),
+      idle: SETTLED,
     };
     p.all = p.alert && p.charts && p.players && p.idle;
+    if (p.all) window.__players = (PLAYER_STATES)();
     return p;
   };
   let was = {};
@@ -78,24 +87,20 @@ ANSWER_PARTS = """([name, minPlayers, idle, chart, drawn]) => {
     if (!p.all) requestAnimationFrame(step);
   };
   requestAnimationFrame(step);
-}"""
+}""".replace("SETTLED", SETTLED).replace("PLAYER_STATES", PLAYER_STATES.strip())
 PART_NAMES = ("alert", "charts", "players", "idle")
 CHARTS_DRAWN = f"() => [...document.querySelectorAll({json.dumps(CHART)})].every(c => c.querySelector({json.dumps(CHART_DRAWN)}))"
-
-PLAYER_STATES = """() => [...document.querySelectorAll("audio[data-testid='stAudio'], [data-testid='stAudio'] audio")].map(a => ({
-  readyState: a.readyState, networkState: a.networkState, preload: a.preload, error: a.error ? a.error.code : null,
-  bytes: a.src && a.src.startsWith("data:") ? a.src.length : null}))"""
 
 
 def timed_upload(page, clip: Path, timeout_ms: int) -> dict:
     """Upload ``clip`` on ``page``: seconds until its complete answer is shown, and what it showed."""
-    page.evaluate(ANSWER_PARTS, [clip.name, MIN_PLAYERS, IDLE, CHART, CHART_DRAWN])
+    page.evaluate(ANSWER_PARTS, [clip.name, MIN_PLAYERS, CHART, CHART_DRAWN])
     started = time.monotonic()
     page.locator(UPLOADER).set_input_files(str(clip))
     page.wait_for_function("() => 'all' in window.__answer", timeout=timeout_ms, polling="raf")
     seconds = time.monotonic() - started
     marks = page.evaluate("() => window.__answer")
-    players = page.evaluate(PLAYER_STATES)
+    players = page.evaluate("() => window.__players")
     return {
         "seconds": seconds,
         # when each part of the answer last became complete, s from the upload, by the page's clock ("all": the whole)

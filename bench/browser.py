@@ -2,8 +2,11 @@
 
 A server is ``streamlit run <script>`` headless on a free port (the repository's ``.streamlit/config.toml``
 applies, as for users); "healthy" is ``/_stcore/health`` answering 200; a page is "rendered" when its
-expected element is there and the app is idle: ``[data-testid='stApp'][data-test-script-state='notRunning']
-[data-test-connection-state='CONNECTED']`` with no stale element left.
+expected element is there and the app is settled (``SETTLED``): idle (``[data-testid='stApp']
+[data-test-script-state='notRunning'][data-test-connection-state='CONNECTED']``), no stale element left,
+and no element still fetching its code. Streamlit loads an element's code (the audio player's, a chart's)
+the first time a page shows one, and shows a skeleton (``stSkeleton``) in its place meanwhile: a fresh
+page can read idle with its players not yet in the DOM (0 at idle, all 6 half a second later, under load).
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning'][data-test-connection-state='CONNECTED']"
+# The app idle, nothing stale, every element's code loaded (no Suspense skeleton left): a page expression.
+SETTLED = (f'!!document.querySelector("{IDLE}") && !document.querySelector("[data-stale=\'true\']")'
+           ' && !document.querySelector("[data-testid=\'stSkeleton\']")')
 
 
 def browser_problem() -> Optional[str]:
@@ -132,10 +138,9 @@ def server(script: Path, env: Optional[dict] = None, root: Path = REPO) -> Itera
 
 
 def wait_rendered(page, expected: str, timeout_ms: int = 120_000) -> None:
-    """The expected element, then the app idle with nothing stale (the state can read idle before a rerun starts)."""
+    """The expected element, then the app settled (the state can read idle before a rerun starts)."""
     page.wait_for_selector(expected, state="attached", timeout=timeout_ms)
-    page.wait_for_selector(IDLE, state="attached", timeout=timeout_ms)
-    page.wait_for_function("() => !document.querySelector(\"[data-stale='true']\")", timeout=timeout_ms)
+    page.wait_for_function(f"() => {SETTLED}", timeout=timeout_ms)
 
 
 def page_errors(page) -> int:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from bench.browser import SETTLED
 from browser_support import POINT_JS, SELECTED_JS, hover_map_point, streamlit_server
 
 pytestmark = pytest.mark.browser
@@ -25,8 +26,6 @@ ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-IDLE = ("[data-testid='stApp'][data-test-script-state='notRunning']"
-        "[data-test-connection-state='CONNECTED']")
 CHART = "[data-testid='stPlotlyChart'] .js-plotly-plot"
 # Every browser wait is a guard against a hang, never a speed verdict: on a 2-core machine busy with other
 # work a page took over 30 s to answer a click. Set as each page's default timeout too.
@@ -72,8 +71,7 @@ def page(browser):
 
 
 def wait_idle(page, timeout: float = HANG_MS) -> None:
-    page.wait_for_selector(IDLE, timeout=timeout)
-    page.wait_for_function("() => document.querySelectorAll(\"[data-stale='true']\").length === 0", timeout=timeout)
+    page.wait_for_function(f"() => {SETTLED}", timeout=timeout)
 
 
 def assert_no_exception(page) -> None:
@@ -132,10 +130,11 @@ def test_upload_shows_its_cluster(server, page, real_clip_paths, trained_checkpo
     assert f"lands in cluster {expected.cluster}," in success.inner_text()
     assert values[1].strip() == f"{expected.distance_to_centre:.2f}", "the distance to the centre is the service's"
     print(f"analysis time shown by the page: {values[-1].strip()}")
-    # five neighbours and the cluster's typical track. Waited for, not counted at once: a player mounts its
-    # stAudio element after the run has ended (seen under load: 0 at idle, all 6 half a second later)
-    page.locator("[data-testid='stAudio']").nth(5).wait_for(timeout=HANG_MS)
+    # five neighbours and the cluster's typical track. A player mounts its stAudio element once the player's
+    # code has loaded, after the run has ended (seen under load: 0 at idle, all 6 half a second later); the
+    # settled page (no element's skeleton left) has them all
     wait_idle(page)
+    assert page.locator("[data-testid='stAudio']").count() == 6
     assert_no_exception(page)
     page.wait_for_timeout(500)  # let the plots finish drawing
     shot(page, "1-your-track")

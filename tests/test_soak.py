@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bench.browser import SETTLED
 from browser_support import POINT_JS, SELECTED_JS, hover_map_point_async, wait_healthy
 import soundfile as sf
 
@@ -39,7 +40,6 @@ CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-background-timer-throttling", "--disable-renderer-backgrounding"]
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning'][data-test-connection-state='CONNECTED']"
 CHART = "[data-testid='stPlotlyChart'] .js-plotly-plot"
 # Every browser wait is a guard against a hang, never a speed verdict: with eight sessions on a 2-core
 # machine busy with other work, one click took over 30 s. Set as each page's default timeout too.
@@ -117,8 +117,7 @@ def _browser_cpu() -> float:
 
 
 async def _idle(page, timeout: float = HANG_MS) -> None:
-    await page.wait_for_selector(IDLE, timeout=timeout)
-    await page.wait_for_function("() => document.querySelectorAll(\"[data-stale='true']\").length === 0", timeout=timeout)
+    await page.wait_for_function(f"() => {SETTLED}", timeout=timeout)
 
 
 async def _no_exception(page, where: str) -> None:
